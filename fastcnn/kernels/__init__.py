@@ -1,0 +1,233 @@
+"""The kernel contract: eight stateless NHWC functions, four backends.
+
+Each public function validates its arguments (rank, channels, dtype, geometry)
+and raises ``ValueError``/``TypeError`` naming the argument at fault, then
+hands contiguous arrays and normalized geometry to one backend module.
+Backend modules (``adhoc``, ``better``, ``im2col``, ``numba_cpu``) all define
+the same internal functions; see ``BACKEND_FUNCTIONS`` for their signatures.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import numpy as np
+
+from .shapes import ConvGeometry, PoolGeometry, conv_geometry, pool_geometry
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "avg_pool_backward",
+    "avg_pool_forward",
+    "conv2d_backward",
+    "conv2d_forward",
+    "ext_regions",
+    "get_backend",
+    "max_pool_backward",
+    "max_pool_forward",
+    "undo_ext_regions",
+]
+
+#: backend name -> module that implements it (imported on first use, so that
+#: ``import fastcnn`` does not pay for numba unless the numba backend runs).
+BACKENDS: dict[str, str] = {
+    "numba": "fastcnn.kernels.numba_cpu",
+    "numpy": "fastcnn.kernels.im2col",
+    "better": "fastcnn.kernels.better",
+    "adhoc": "fastcnn.kernels.adhoc",
+}
+DEFAULT_BACKEND = "numba"
+
+#: The internal functions every backend module defines. Arrays arrive
+#: C-contiguous with one float dtype; geometry arrives resolved.
+#:   conv2d_forward(x, k, b, geo: ConvGeometry) -> y [mb, yh, yw, ychn]
+#:   conv2d_backward(g_y, x, k, geo: ConvGeometry) -> (g_x, g_k, g_b)
+#:   max_pool_forward(x, geo: PoolGeometry) -> y
+#:   max_pool_backward(g_y, x, geo: PoolGeometry) -> g_x   (ties: first max)
+#:   avg_pool_forward(x, geo: PoolGeometry) -> y
+#:   avg_pool_backward(g_y, x, geo: PoolGeometry) -> g_x
+#:   ext_regions(x, geo: ConvGeometry) -> cols [mb*yh*yw, kh*kw*xchn]
+#:   undo_ext_regions(cols, x_shape, geo: ConvGeometry) -> g_x [mb, xh, xw, xchn]
+BACKEND_FUNCTIONS = (
+    "conv2d_forward",
+    "conv2d_backward",
+    "max_pool_forward",
+    "max_pool_backward",
+    "avg_pool_forward",
+    "avg_pool_backward",
+    "ext_regions",
+    "undo_ext_regions",
+)
+
+_loaded: dict[str, ModuleType] = {}
+
+
+def get_backend(name: str) -> ModuleType:
+    """Return the backend module for ``name``, checking it implements the contract."""
+    if name in _loaded:
+        return _loaded[name]
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    module = importlib.import_module(BACKENDS[name])
+    missing = [f for f in BACKEND_FUNCTIONS if not callable(getattr(module, f, None))]
+    if missing:
+        raise ImportError(f"backend {name!r} ({module.__name__}) lacks {', '.join(missing)}")
+    _loaded[name] = module
+    return module
+
+
+# --------------------------------------------------------------------------
+# argument checks
+# --------------------------------------------------------------------------
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _array(value, name: str, ndim: int, dtype=None) -> np.ndarray:
+    """Check rank and float dtype; return a C-contiguous array (copy if needed)."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(value).__name__}")
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must have rank {ndim}, got shape {value.shape}")
+    if value.dtype.type not in _FLOATS:
+        raise TypeError(f"{name} must be float32 or float64, got {value.dtype}")
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{name} has dtype {value.dtype} but x has {dtype}; pass one dtype")
+    if 0 in value.shape:
+        raise ValueError(f"{name} must not be empty, got shape {value.shape}")
+    return np.ascontiguousarray(value)
+
+
+def _x(x) -> np.ndarray:
+    return _array(x, "x [mb, h, w, chn]", 4)
+
+
+def _kernel(k, x: np.ndarray) -> np.ndarray:
+    k = _array(k, "k [kh, kw, xchn, ychn]", 4, x.dtype)
+    if k.shape[2] != x.shape[3]:
+        raise ValueError(
+            f"channel mismatch: x has {x.shape[3]} channels (shape {x.shape}) "
+            f"but k expects {k.shape[2]} (shape {k.shape})"
+        )
+    return k
+
+
+def _grad(g_y, x: np.ndarray, expected: tuple) -> np.ndarray:
+    g_y = _array(g_y, "g_y", 4, x.dtype)
+    if g_y.shape != expected:
+        raise ValueError(f"g_y has shape {g_y.shape}, but the forward output has shape {expected}")
+    return g_y
+
+
+def _x_shape(x_shape) -> tuple[int, int, int, int]:
+    try:
+        shape = tuple(int(v) for v in x_shape)
+    except TypeError:
+        raise TypeError(f"x_shape must be a sequence of 4 ints, got {x_shape!r}") from None
+    if len(shape) != 4 or min(shape) <= 0:
+        raise ValueError(f"x_shape must be 4 positive ints [mb, h, w, chn], got {x_shape!r}")
+    return shape
+
+
+def _conv_geo(x_shape, kh, kw, stride, padding) -> ConvGeometry:
+    return conv_geometry(x_shape, kh, kw, stride, padding)
+
+
+def _pool_geo(x: np.ndarray, ksize, stride) -> PoolGeometry:
+    return pool_geometry(x.shape, ksize, stride)
+
+
+# --------------------------------------------------------------------------
+# the contract
+# --------------------------------------------------------------------------
+
+
+def conv2d_forward(x, k, b, stride=1, padding="same", *, backend: str = DEFAULT_BACKEND):
+    """Convolve NHWC ``x`` with ``k [kh, kw, xchn, ychn]`` and add bias ``b [ychn]``.
+
+    Returns ``y [mb, yh, yw, ychn]`` in the dtype of ``x``.
+    """
+    impl = get_backend(backend)
+    x = _x(x)
+    k = _kernel(k, x)
+    b = _array(b, "b [ychn]", 1, x.dtype)
+    if b.shape[0] != k.shape[3]:
+        raise ValueError(f"b has length {b.shape[0]} but k has {k.shape[3]} output channels")
+    geo = _conv_geo(x.shape, k.shape[0], k.shape[1], stride, padding)
+    return impl.conv2d_forward(x, k, b, geo)
+
+
+def conv2d_backward(g_y, x, k, stride=1, padding="same", *, backend: str = DEFAULT_BACKEND):
+    """Gradients of ``conv2d_forward``: returns ``(g_x, g_k, g_b)``."""
+    impl = get_backend(backend)
+    x = _x(x)
+    k = _kernel(k, x)
+    geo = _conv_geo(x.shape, k.shape[0], k.shape[1], stride, padding)
+    g_y = _grad(g_y, x, (x.shape[0], geo.yh, geo.yw, k.shape[3]))
+    return impl.conv2d_backward(g_y, x, k, geo)
+
+
+def max_pool_forward(x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
+    """Max over ``ksize`` windows moved by ``stride`` (default: the window)."""
+    impl = get_backend(backend)
+    x = _x(x)
+    return impl.max_pool_forward(x, _pool_geo(x, ksize, stride))
+
+
+def max_pool_backward(g_y, x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
+    """Route ``g_y`` to the first maximum of each window; returns ``g_x``."""
+    impl = get_backend(backend)
+    x = _x(x)
+    geo = _pool_geo(x, ksize, stride)
+    g_y = _grad(g_y, x, (x.shape[0], geo.yh, geo.yw, x.shape[3]))
+    return impl.max_pool_backward(g_y, x, geo)
+
+
+def avg_pool_forward(x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
+    """Mean over ``ksize`` windows moved by ``stride`` (default: the window)."""
+    impl = get_backend(backend)
+    x = _x(x)
+    return impl.avg_pool_forward(x, _pool_geo(x, ksize, stride))
+
+
+def avg_pool_backward(g_y, x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
+    """Spread ``g_y`` evenly over each window; returns ``g_x``."""
+    impl = get_backend(backend)
+    x = _x(x)
+    geo = _pool_geo(x, ksize, stride)
+    g_y = _grad(g_y, x, (x.shape[0], geo.yh, geo.yw, x.shape[3]))
+    return impl.avg_pool_backward(g_y, x, geo)
+
+
+def ext_regions(x, kh, kw, stride=1, padding="same", *, backend: str = DEFAULT_BACKEND):
+    """im2col: every ``kh x kw`` window of padded ``x`` as one row.
+
+    Returns ``cols [mb*yh*yw, kh*kw*xchn]``; a row's columns run over
+    (kernel row, kernel column, channel), matching ``k.reshape(-1, ychn)``.
+    """
+    impl = get_backend(backend)
+    x = _x(x)
+    geo = _conv_geo(x.shape, _positive(kh, "kh"), _positive(kw, "kw"), stride, padding)
+    return impl.ext_regions(x, geo)
+
+
+def undo_ext_regions(cols, x_shape, kh, kw, stride=1, padding="same", *, backend: str = DEFAULT_BACKEND):
+    """col2im: add every row of ``cols`` back onto its window; the adjoint of ``ext_regions``."""
+    impl = get_backend(backend)
+    shape = _x_shape(x_shape)
+    geo = _conv_geo(shape, _positive(kh, "kh"), _positive(kw, "kw"), stride, padding)
+    cols = _array(cols, "cols", 2)
+    expected = (shape[0] * geo.yh * geo.yw, geo.kh * geo.kw * shape[3])
+    if cols.shape != expected:
+        raise ValueError(f"cols has shape {cols.shape}, expected {expected} for x_shape {shape}")
+    return impl.undo_ext_regions(cols, shape, geo)
+
+
+def _positive(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return int(value)
