@@ -1,0 +1,256 @@
+"""Numba-only properties of the ``numba`` backend.
+
+The shared backend fixture (tests/test_kernels.py) checks every backend against
+the naive oracle; here: values against a small float64 NumPy reference written
+independently, bit-identical repeat calls (no racy accumulation), inputs left
+untouched, and a warm on-disk cache (a fresh process compiles nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastcnn import kernels as K
+from fastcnn.kernels.shapes import conv_geometry, pool_geometry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------
+# float64 NumPy reference: loops over kernel taps / windows, einsum inside
+# --------------------------------------------------------------------------
+
+
+def _taps(xp, geo, ky, kx):
+    """The input pixels that tap (ky, kx) reads for every output pixel: [mb, yh, yw, c]."""
+    return xp[:, ky : ky + geo.sh * (geo.yh - 1) + 1 : geo.sh, kx : kx + geo.sw * (geo.yw - 1) + 1 : geo.sw]
+
+
+def _pad(x, geo):
+    top, bottom, left, right = geo.pads
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+
+
+def ref_conv(x, k, b, stride, padding):
+    x, k, b = (a.astype(np.float64) for a in (x, k, b))
+    geo = conv_geometry(x.shape, k.shape[0], k.shape[1], stride, padding)
+    xp = _pad(x, geo)
+    y = np.zeros((x.shape[0], geo.yh, geo.yw, k.shape[3])) + b
+    for ky in range(geo.kh):
+        for kx in range(geo.kw):
+            y += np.einsum("nhwc,cd->nhwd", _taps(xp, geo, ky, kx), k[ky, kx])
+    return y
+
+
+def ref_conv_backward(g_y, x, k, stride, padding):
+    g_y, x, k = (a.astype(np.float64) for a in (g_y, x, k))
+    geo = conv_geometry(x.shape, k.shape[0], k.shape[1], stride, padding)
+    xp = _pad(x, geo)
+    g_xp = np.zeros_like(xp)
+    g_k = np.zeros_like(k)
+    for ky in range(geo.kh):
+        for kx in range(geo.kw):
+            g_k[ky, kx] = np.einsum("nhwc,nhwd->cd", _taps(xp, geo, ky, kx), g_y)
+            _taps(g_xp, geo, ky, kx)[...] += np.einsum("nhwd,cd->nhwc", g_y, k[ky, kx])
+    top, _, left, _ = geo.pads
+    g_x = g_xp[:, top : top + x.shape[1], left : left + x.shape[2]]
+    return g_x, g_k, g_y.sum(axis=(0, 1, 2))
+
+
+def ref_pool(x, ksize, stride, kind):
+    """(y, g_x for g_y = 1 + index) with first-max routing for 'max'."""
+    geo = pool_geometry(x.shape, ksize, stride)
+    mb, _, _, c = x.shape
+    y = np.zeros((mb, geo.yh, geo.yw, c))
+    g_y = np.arange(y.size, dtype=np.float64).reshape(y.shape) + 1
+    g_x = np.zeros(x.shape)
+    for oy in range(geo.yh):
+        for ox in range(geo.yw):
+            rows = slice(oy * geo.sh, oy * geo.sh + geo.kh)
+            cols = slice(ox * geo.sw, ox * geo.sw + geo.kw)
+            win = x[:, rows, cols].reshape(mb, -1, c).astype(np.float64)
+            if kind == "max":
+                y[:, oy, ox] = win.max(axis=1)
+                first = win.argmax(axis=1)  # np.argmax returns the first maximum
+                onehot = np.zeros_like(win)
+                np.put_along_axis(onehot, first[:, None], 1.0, axis=1)
+                g_x[:, rows, cols] += (onehot * g_y[:, oy, ox][:, None]).reshape(mb, geo.kh, geo.kw, c)
+            else:
+                y[:, oy, ox] = win.mean(axis=1)
+                g_x[:, rows, cols] += g_y[:, oy, ox][:, None, None] / (geo.kh * geo.kw)
+    return y, g_y, g_x
+
+
+# --------------------------------------------------------------------------
+# values
+# --------------------------------------------------------------------------
+
+CONV_CASES = [
+    # (x shape, (kh, kw), ychn, stride, padding)
+    ((2, 7, 6, 3), (3, 3), 4, 1, "same"),
+    ((2, 7, 6, 3), (3, 3), 4, 1, "valid"),
+    ((2, 9, 8, 2), (3, 3), 5, 2, "same"),
+    ((1, 8, 7, 3), (4, 2), 3, 1, "same"),  # even, non-square kernel: extra pad bottom/right
+    ((2, 9, 9, 1), (5, 5), 6, (2, 1), 1),  # int padding, unequal strides
+    ((1, 6, 6, 2), (2, 2), 2, 3, "valid"),  # stride > kernel
+]
+
+
+def _rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("xs, ks, ychn, stride, padding", CONV_CASES)
+def test_conv_matches_reference(xs, ks, ychn, stride, padding, dtype):
+    rng = np.random.default_rng(0)
+    x = _rand(rng, xs, dtype)
+    k = _rand(rng, ks + (xs[3], ychn), dtype)
+    b = _rand(rng, (ychn,), dtype)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+
+    y = K.conv2d_forward(x, k, b, stride, padding, backend="numba")
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, ref_conv(x, k, b, stride, padding), **tol)
+
+    g_y = _rand(rng, y.shape, dtype)
+    got = K.conv2d_backward(g_y, x, k, stride, padding, backend="numba")
+    want = ref_conv_backward(g_y, x, k, stride, padding)
+    for name, g, w in zip(("g_x", "g_k", "g_b"), got, want, strict=True):
+        assert g.dtype == dtype and g.shape == w.shape, name
+        np.testing.assert_allclose(g, w, err_msg=name, **tol)
+
+
+@pytest.mark.parametrize("xs, ks, ychn, stride, padding", CONV_CASES[:3] + CONV_CASES[4:5])
+def test_ext_regions_match_reference_and_adjoint(xs, ks, ychn, stride, padding):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(xs)
+    geo = conv_geometry(xs, *ks, stride, padding)
+    cols = K.ext_regions(x, *ks, stride, padding, backend="numba")
+    # reference: column block (ky, kx) holds the taps of that offset, rows in (n, oy, ox) order
+    xp = _pad(x, geo)
+    want = np.stack([_taps(xp, geo, ky, kx) for ky in range(ks[0]) for kx in range(ks[1])], axis=3)
+    np.testing.assert_array_equal(cols, want.reshape(cols.shape))
+    # col2im is the adjoint: <ext(x), c> == <x, undo(c)>
+    c = rng.standard_normal(cols.shape)
+    back = K.undo_ext_regions(c, xs, *ks, stride, padding, backend="numba")
+    assert back.shape == xs
+    np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize(
+    "xs, ksize, stride",
+    [((2, 8, 8, 3), 2, None), ((2, 7, 9, 4), 3, 2), ((1, 9, 9, 2), (3, 2), (3, 3)), ((2, 7, 7, 5), 3, 1)],
+)
+def test_pool_matches_reference(kind, xs, ksize, stride):
+    rng = np.random.default_rng(2)
+    # few distinct values: many ties, so first-max routing is exercised
+    x = rng.integers(0, 3, xs).astype(np.float64)
+    fwd = getattr(K, f"{kind}_pool_forward")
+    bwd = getattr(K, f"{kind}_pool_backward")
+    want_y, g_y, want_gx = ref_pool(x, ksize, stride, kind)
+    np.testing.assert_allclose(fwd(x, ksize, stride, backend="numba"), want_y, rtol=1e-12)
+    np.testing.assert_allclose(bwd(g_y, x, ksize, stride, backend="numba"), want_gx, rtol=1e-12)
+    y32 = fwd(x.astype(np.float32), ksize, stride, backend="numba")
+    assert y32.dtype == np.float32
+
+
+# --------------------------------------------------------------------------
+# determinism and purity
+# --------------------------------------------------------------------------
+
+
+def _all_calls(rng, dtype=np.float32):
+    """Every kernel once on a batch large enough to spread over all threads."""
+    x = _rand(rng, (8, 12, 12, 3), dtype)
+    k = _rand(rng, (3, 3, 3, 5), dtype)
+    b = _rand(rng, (5,), dtype)
+    g_y = _rand(rng, (8, 6, 6, 5), dtype)
+    g_p = _rand(rng, (8, 5, 5, 3), dtype)
+    cols = _rand(rng, (8 * 36, 27), dtype)
+    args = (x, k, b, g_y, g_p, cols)
+    calls = [
+        lambda: K.conv2d_forward(x, k, b, 2, "same", backend="numba"),
+        lambda: K.conv2d_backward(g_y, x, k, 2, "same", backend="numba"),
+        lambda: K.max_pool_forward(x, 3, 2, backend="numba"),
+        lambda: K.max_pool_backward(g_p, x, 3, 2, backend="numba"),
+        lambda: K.avg_pool_forward(x, 3, 2, backend="numba"),
+        lambda: K.avg_pool_backward(g_p, x, 3, 2, backend="numba"),
+        lambda: K.ext_regions(x, 3, 3, 2, "same", backend="numba"),
+        lambda: K.undo_ext_regions(cols, x.shape, 3, 3, 2, "same", backend="numba"),
+    ]
+    return args, calls
+
+
+def _flat(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def test_repeat_calls_are_bit_identical_and_inputs_untouched():
+    args, calls = _all_calls(np.random.default_rng(3))
+    before = [a.copy() for a in args]
+    for call in calls:
+        first, second = _flat(call()), _flat(call())
+        for a, b in zip(first, second, strict=True):
+            assert a.tobytes() == b.tobytes()
+    for a, b in zip(args, before, strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+# --------------------------------------------------------------------------
+# on-disk cache: a second process compiles nothing
+# --------------------------------------------------------------------------
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from numba.core.dispatcher import Dispatcher
+    from fastcnn.kernels import numba_cpu
+    sys.path.insert(0, sys.argv[2])
+    from test_numba_backend import _all_calls
+    _, calls = _all_calls(np.random.default_rng(0))
+    for call in calls:
+        call()
+    stats = {}
+    for name, obj in vars(numba_cpu).items():
+        if isinstance(obj, Dispatcher) and obj.signatures:
+            stats[name] = {"hits": sum(obj.stats.cache_hits.values()),
+                           "misses": sum(obj.stats.cache_misses.values())}
+    print(json.dumps(stats))
+    """
+)
+
+
+def _run_child() -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(ROOT), str(Path(__file__).parent)],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_compiles_nothing():
+    # the project's own cache (NUMBA_CACHE_DIR if set, else __pycache__): the first
+    # child populates it if this process has not, the second must only load
+    first = _run_child()
+    second = _run_child()
+    assert set(second) == set(first)
+    assert len(second) >= 8  # every public kernel's compiled core ran
+    for name, st in second.items():
+        assert st["misses"] == 0, f"{name} recompiled in a fresh process: {st}"
+        assert st["hits"] > 0, f"{name} was not loaded from the cache: {st}"
