@@ -1,0 +1,82 @@
+"""What every layer shares: its spec, shapes, parameters and activation.
+
+A layer is built from a validated ``LayerSpec`` and the shape of its input
+(one sample, no batch axis). It owns its parameter arrays in ``params`` and
+provides ``forward(x) -> (y, aux)`` and ``backward(g_y, aux) -> (g_x, grads)``;
+backward never updates weights (the optimizer does).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..hconfig import LayerSpec
+from .activations import ACTIVATIONS, INIT_GAIN
+
+#: the book's fixed weight scale, N(0, 0.030)
+SEED_STD = 0.030
+
+
+def init_std(init, fan_in: int, actfunc: str) -> float:
+    """Standard deviation for a weight tensor: 'he' (gain / fan_in), 'seed' or a float."""
+    if init == "he":
+        return float(np.sqrt(INIT_GAIN[actfunc] / fan_in))
+    if init == "seed":
+        return SEED_STD
+    return float(init)
+
+
+class Layer:
+    """Base class: shapes, parameters and the activation named by the spec."""
+
+    #: True for conv and pooling layers (their outputs are feature maps)
+    makes_maps = False
+
+    def __init__(self, spec: LayerSpec, input_shape: tuple, *, backend: str, dtype, rng, init):
+        self.spec = spec
+        self.input_shape = tuple(input_shape)
+        self.backend = backend
+        self.dtype = np.dtype(dtype)
+        self.act, self.act_derv = ACTIVATIONS[spec.actfunc]
+        self.params: dict[str, np.ndarray] = {}
+        self.output_shape = self.build(rng, init)
+
+    @property
+    def key(self) -> str:
+        """``layer03_conv``: the prefix of this layer's parameter names."""
+        return f"layer{self.spec.index:02d}_{self.spec.type}"
+
+    def build(self, rng, init) -> tuple:
+        """Allocate parameters; return the output shape of one sample."""
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray):
+        raise NotImplementedError
+
+    def backward(self, g_y: np.ndarray, aux):
+        raise NotImplementedError
+
+    # -- helpers for subclasses ------------------------------------------
+    def normal(self, rng, init, shape, fan_in: int) -> np.ndarray:
+        """Weights drawn in float64 (same on every backend and dtype), then cast."""
+        std = init_std(init, fan_in, self.spec.actfunc)
+        return rng.normal(0.0, std, shape).astype(self.dtype)
+
+    def zeros(self, shape) -> np.ndarray:
+        return np.zeros(shape, dtype=self.dtype)
+
+    def grad_activation(self, g_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Gradient w.r.t. the pre-activation value."""
+        if self.spec.actfunc == "none":
+            return g_y
+        return (g_y * self.act_derv(y)).astype(self.dtype, copy=False)
+
+    def needs_image(self) -> tuple[int, int, int]:
+        """The input as ``(h, w, chn)``, or an error when the input is flat."""
+        if len(self.input_shape) != 3:
+            raise self.spec.error(
+                None,
+                f"needs an [h, w, chn] input but gets a flat input of shape {self.input_shape} "
+                "(conv and pooling layers must come before full layers)",
+            )
+        return self.input_shape

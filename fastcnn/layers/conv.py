@@ -1,0 +1,46 @@
+"""Convolution layer over NHWC inputs; the arithmetic lives in ``fastcnn.kernels``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from ..hconfig import padding, pair, positive_int
+from ..kernels.shapes import conv_geometry
+from .base import Layer
+
+
+class Conv2D(Layer):
+    """``k [kh, kw, xchn, ychn]``, ``b [ychn]``; ``y = act(conv(x, k) + b)``."""
+
+    makes_maps = True
+
+    def build(self, rng, init) -> tuple:
+        xh, xw, xchn = self.needs_image()
+        kh, kw = pair(self.spec, "ksize")
+        ychn = positive_int(self.spec, "chn")
+        self.stride = pair(self.spec, "stride", 1)
+        self.padding = padding(self.spec, "same")
+        try:
+            geo = conv_geometry((1, xh, xw, xchn), kh, kw, self.stride, self.padding)
+        except ValueError as exc:
+            raise self.spec.error("ksize", f"{exc}") from None
+        fan_in = kh * kw * xchn
+        self.params["k"] = self.normal(rng, init, (kh, kw, xchn, ychn), fan_in)
+        self.params["b"] = self.zeros((ychn,))
+        return (geo.yh, geo.yw, ychn)
+
+    def forward(self, x: np.ndarray):
+        conv = kernels.conv2d_forward(
+            x, self.params["k"], self.params["b"], self.stride, self.padding, backend=self.backend
+        )
+        y = self.act(conv)
+        return y, (x, y)
+
+    def backward(self, g_y: np.ndarray, aux):
+        x, y = aux
+        g_conv = self.grad_activation(g_y, y)
+        g_x, g_k, g_b = kernels.conv2d_backward(
+            g_conv, x, self.params["k"], self.stride, self.padding, backend=self.backend
+        )
+        return g_x, {"k": g_k, "b": g_b}

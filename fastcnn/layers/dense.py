@@ -1,0 +1,31 @@
+"""Fully connected layer: ``y = act(x.reshape(mb, -1) @ w + b)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..hconfig import positive_int
+from .base import Layer
+
+
+class Dense(Layer):
+    """``w [in, width]``, ``b [width]``; any input rank is flattened per sample."""
+
+    def build(self, rng, init) -> tuple:
+        width = positive_int(self.spec, "width")
+        fan_in = int(np.prod(self.input_shape))
+        self.params["w"] = self.normal(rng, init, (fan_in, width), fan_in)
+        self.params["b"] = self.zeros((width,))
+        return (width,)
+
+    def forward(self, x: np.ndarray):
+        x2 = x.reshape(x.shape[0], -1)
+        y = self.act(x2 @ self.params["w"] + self.params["b"])
+        return y, (x2, y, x.shape)
+
+    def backward(self, g_y: np.ndarray, aux):
+        x2, y, x_shape = aux
+        g_affine = self.grad_activation(g_y, y)
+        grads = {"w": x2.T @ g_affine, "b": g_affine.sum(axis=0)}
+        g_x = (g_affine @ self.params["w"].T).reshape(x_shape)
+        return g_x, grads

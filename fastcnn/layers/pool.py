@@ -1,0 +1,80 @@
+"""Max and average pooling layers over NHWC inputs.
+
+The kernels pool without padding; a ``padding`` setting is applied here by
+padding the input (max: the dtype's lowest value, avg: zeros, counted in the
+mean) and cropping the gradient. Windows that do not tile the input drop the
+remainder; ``ksize`` defaults to ``stride`` (the seed's pooling).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from ..hconfig import padding, pair
+from ..kernels.shapes import pool_geometry, resolve_padding
+from .base import Layer
+
+
+class _Pool(Layer):
+    """Shared geometry for ``MaxPool`` and ``AvgPool``."""
+
+    makes_maps = True
+    forward_fn = None  # set by subclasses: kernels.*_pool_forward
+    backward_fn = None
+
+    def build(self, rng, init) -> tuple:
+        xh, xw, chn = self.needs_image()
+        self.stride = pair(self.spec, "stride", self.spec.settings.get("ksize"))
+        self.ksize = pair(self.spec, "ksize", self.stride)
+        pad = padding(self.spec, "valid")
+        self.pads = resolve_padding(pad, (xh, xw), self.ksize, self.stride)
+        top, bottom, left, right = self.pads
+        if max(top, bottom) >= self.ksize[0] or max(left, right) >= self.ksize[1]:
+            raise self.spec.error("padding", f"{pad!r} must be smaller than the window {self.ksize}")
+        ph, pw = xh + top + bottom, xw + left + right
+        try:
+            geo = pool_geometry((1, ph, pw, chn), self.ksize, self.stride)
+        except ValueError as exc:
+            key = "ksize" if "ksize" in self.spec.settings else "stride"
+            raise self.spec.error(key, f"{exc}") from None
+        return (geo.yh, geo.yw, chn)
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        top, bottom, left, right = self.pads
+        if not any(self.pads):
+            return x
+        return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=self.fill(x.dtype))
+
+    def fill(self, dtype) -> float:
+        return 0.0
+
+    def forward(self, x: np.ndarray):
+        xp = self._pad(x)
+        y = self.act(type(self).forward_fn(xp, self.ksize, self.stride, backend=self.backend))
+        return y, (xp, y)
+
+    def backward(self, g_y: np.ndarray, aux):
+        xp, y = aux
+        g_pool = self.grad_activation(g_y, y)
+        g_xp = type(self).backward_fn(g_pool, xp, self.ksize, self.stride, backend=self.backend)
+        top, bottom, left, right = self.pads
+        g_x = g_xp[:, top : g_xp.shape[1] - bottom, left : g_xp.shape[2] - right, :]
+        return g_x, {}
+
+
+class MaxPool(_Pool):
+    """Maximum of each window; the gradient goes to the first maximum."""
+
+    forward_fn = staticmethod(kernels.max_pool_forward)
+    backward_fn = staticmethod(kernels.max_pool_backward)
+
+    def fill(self, dtype) -> float:
+        return float(np.finfo(dtype).min)
+
+
+class AvgPool(_Pool):
+    """Mean of each window (padding zeros count in the mean)."""
+
+    forward_fn = staticmethod(kernels.avg_pool_forward)
+    backward_fn = staticmethod(kernels.avg_pool_backward)

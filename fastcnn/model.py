@@ -1,0 +1,208 @@
+"""``CnnModel``: the seed's API over a sequence of layers, an optimizer and a mode.
+
+Layout is NHWC: inputs ``[mb, h, w, chn]``, kernels ``[kh, kw, xchn, ychn]``.
+Training lives in ``fastcnn.train``, report lines in ``fastcnn.report``,
+parameter files in ``fastcnn.params_io``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels, params_io
+from . import report as rep
+from .hconfig import LayerSpec, parse_hconfigs
+from .layers import build_layers
+from .modes import make_mode
+from .optim import make_optimizer
+from .train import History, run_training
+
+DTYPES = ("float32", "float64")
+INITS = ("he", "seed")
+#: samples per forward pass when evaluating a whole split
+EVAL_CHUNK = 500
+
+
+class CnnModel:
+    """A CNN built from hconfigs, trained on ``dataset`` (see ``fastcnn.datasets.base``).
+
+    Parameters
+    ----------
+    name : str
+        Used in every report line.
+    dataset : ArrayDataset-like
+        Provides ``input_shape``, ``output_count``, ``mode`` and the seed's accessors.
+    mode : None | 'select' | 'binary' | 'regression' | 'dual_select' | Mode
+        None means ``dataset.mode``.
+    hconfigs : list
+        Hidden layers (``64``, ``['conv', {'ksize': 3, 'chn': 16}]``, ...); the
+        output layer (full, no activation, ``dataset.output_count`` wide) is added.
+    show_maps : bool
+        ``visualize`` also draws the conv kernels and every conv/pool feature map.
+    use_adam : bool
+        With ``optimizer=None``: Adam (True) or plain SGD (False).
+    backend : str
+        Kernel backend for conv/pool layers (``fastcnn.kernels.BACKENDS``).
+    seed : int or None
+        Seeds the initial parameters; the same seed gives the same model on every backend.
+    dtype : 'float32' | 'float64'
+    optimizer : None, a name in ``fastcnn.optim.OPTIMIZERS`` or an optimizer object.
+    init : 'he' (normal, std sqrt(gain / fan_in)), 'seed' (the book's N(0, 0.030)) or a float std.
+    plot_dir : folder for the ``show_maps`` plots (default ``fastcnn_plots/<name>``).
+    """
+
+    def __init__(self, name, dataset, mode=None, hconfigs=None, show_maps=False, use_adam=True, *,
+                 backend="numba", seed=None, dtype="float32", optimizer=None, init="he", plot_dir=None):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        for attr in ("input_shape", "output_count", "get_train_data", "get_test_data"):
+            if not hasattr(dataset, attr):
+                raise TypeError(f"dataset must provide {attr!r} (see fastcnn.datasets.base.ArrayDataset)")
+        if backend not in kernels.BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(kernels.BACKENDS)}")
+        if str(np.dtype(dtype)) not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if init not in INITS and (isinstance(init, (str, bool)) or not isinstance(init, (int, float))
+                                  or not init > 0):
+            raise ValueError(f"init must be 'he', 'seed' or a positive float std, got {init!r}")
+        self.name, self.dataset, self.show_maps = name, dataset, bool(show_maps)
+        self.backend, self.dtype, self.seed = backend, np.dtype(dtype), seed
+        self.mode = make_mode(mode, dataset)
+        self.plot_dir = Path(plot_dir) if plot_dir is not None else Path("fastcnn_plots") / name
+        specs = parse_hconfigs(hconfigs)
+        specs.append(LayerSpec(len(specs), "full", {"width": int(dataset.output_count), "actfunc": "none"}))
+        self.input_shape = tuple(dataset.input_shape)
+        self.layers = build_layers(specs, self.input_shape, backend=backend, dtype=self.dtype,
+                                   rng=np.random.default_rng(seed), init=init)
+        #: flat view of every parameter array, keyed ``layer03_conv/k`` (same arrays as the layers')
+        self.params = {f"{layer.key}/{n}": a for layer in self.layers for n, a in layer.params.items()}
+        self.optimizer = make_optimizer(optimizer, use_adam)
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{la.spec.type}{list(la.output_shape)}" for la in self.layers)
+        return f"CnnModel({self.name!r}, mode={self.mode.name!r}, backend={self.backend!r}, layers=[{kinds}])"
+
+    @property
+    def kernels(self) -> list[np.ndarray]:
+        """Every conv layer's kernel ``[kh, kw, xchn, ychn]``, in order."""
+        return [la.params["k"] for la in self.layers if "k" in la.params]
+
+    # -- forward / backward ------------------------------------------------------
+    def _input(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=self.dtype)
+        if x.shape[1:] != self.input_shape:
+            expected = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"input has shape {x.shape}; the model expects [mb, {expected}]")
+        return x
+
+    def forward(self, x, maps: list | None = None):
+        """Output layer values ``[mb, outputs]`` and every layer's aux (for backward).
+
+        When ``maps`` is a list, ``(label, y)`` of every conv/pool layer is appended.
+        """
+        auxes = []
+        x = self._input(x)
+        for layer in self.layers:
+            x, aux = layer.forward(x)
+            auxes.append(aux)
+            if maps is not None and layer.makes_maps:
+                maps.append((layer.key, x))
+        return x, auxes
+
+    def compute_gradients(self, x, y):
+        """``(loss, grads, g_x, output)``: grads keyed like ``params``, ``g_x`` like ``x``."""
+        output, auxes = self.forward(x)
+        loss, g = self.mode.loss_grad(output, np.asarray(y, dtype=self.dtype))
+        grads = {}
+        for layer, aux in zip(reversed(self.layers), reversed(auxes), strict=True):
+            g, layer_grads = layer.backward(g, aux)
+            grads.update({f"{layer.key}/{n}": gv for n, gv in layer_grads.items()})
+        return loss, grads, g, output
+
+    def compute_step(self, x, y):
+        """One training step without the update: ``(cost, batch accuracy, grads)``."""
+        loss, grads, _, output = self.compute_gradients(x, y)
+        return loss, self.mode.accuracy(output, y), grads
+
+    def predict(self, x) -> np.ndarray:
+        """Output layer values for ``x``, evaluated in chunks."""
+        x = self._input(x)
+        outs = [self.forward(x[i : i + EVAL_CHUNK])[0] for i in range(0, len(x), EVAL_CHUNK)]
+        return np.concatenate(outs) if outs else np.zeros((0, self.layers[-1].output_shape[0]), self.dtype)
+
+    def get_estimate(self, x) -> np.ndarray:
+        """The mode's estimate (probabilities for select modes)."""
+        return self.mode.estimate(self.predict(x))
+
+    def eval_accuracy(self, x, y):
+        return self.mode.accuracy(self.predict(x), np.asarray(y))
+
+    # -- the seed's API -----------------------------------------------------------
+    def train(self, epoch_count=10, batch_size=10, learning_rate=0.001, report=0, *,
+              progress=None) -> History:
+        """Train with the optimizer at ``learning_rate``; print a line every ``report`` epochs.
+
+        Returns the per-epoch ``History``. Ctrl-C stops cleanly (history so far,
+        ``interrupted=True``); a NaN/inf cost raises ``TrainingDiverged``.
+        """
+        return run_training(self, epoch_count, batch_size, learning_rate, report, progress)
+
+    def test(self):
+        """Accuracy on the dataset's test split; prints the seed's test report line."""
+        start = time.perf_counter()
+        xs, ys = self.dataset.get_test_data()
+        acc = self.eval_accuracy(xs, ys)
+        rep.test_report(self.name, acc, time.perf_counter() - start)
+        return acc
+
+    def exec_all(self, epoch_count=10, batch_size=10, learning_rate=0.001, report=0, show_cnt=3):
+        """Train, test, then visualize ``show_cnt`` samples; returns ``(history, test_acc)``."""
+        history = self.train(epoch_count, batch_size, learning_rate, report)
+        acc = self.test()
+        if show_cnt > 0:
+            self.visualize(show_cnt)
+        return history, acc
+
+    def visualize(self, num: int = 3) -> list[Path]:
+        """Print estimates for ``num`` validation samples; with ``show_maps`` draw kernels
+        and feature maps. Returns the plot files written."""
+        rep.visualize_header(self.name)
+        xs, ys = self.dataset.get_validate_data(num)
+        maps = [] if self.show_maps else None
+        output, _ = self.forward(xs, maps)
+        est = self.mode.estimate(output)
+        written = self._draw_maps(maps) if self.show_maps else []
+        if callable(getattr(self.dataset, "visualize", None)):
+            self.dataset.visualize(xs, est, ys)
+        else:
+            rep.print_samples(self.mode, est, ys, getattr(self.dataset, "target_names", None))
+        return written
+
+    load_visualize = visualize
+
+    def _draw_maps(self, maps) -> list[Path]:
+        try:
+            from . import viz
+        except ImportError as exc:
+            warnings.warn(f"show_maps: fastcnn.viz is unavailable ({exc}); no plots drawn", stacklevel=3)
+            return []
+        self.plot_dir.mkdir(parents=True, exist_ok=True)
+        kernel_path, maps_path = self.plot_dir / "kernels.png", self.plot_dir / "feature_maps.png"
+        viz.draw_kernels(list(self.kernels), kernel_path)
+        viz.draw_feature_maps(maps, maps_path)
+        return [kernel_path, maps_path]
+
+    def save_params(self, path) -> Path:
+        """Write every parameter to ``path`` (.npz, atomically)."""
+        return params_io.save_params(self, path)
+
+    def load_params(self, path) -> None:
+        """Load parameters saved by a model of the same architecture."""
+        params_io.load_params(self, path)
+
+
+CnnModelBasic = CnnModel

@@ -1,0 +1,107 @@
+"""Optimizers with the update rules of the seed (Deep Learning from Scratch, ch. 6-7).
+
+``update(params, grads)`` takes two dicts keyed alike (``'layer03_conv/k'`` ->
+array) and updates ``params`` in place; the optimizer keeps its own state
+(velocities, moments, step count) keyed the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Optimizer:
+    """Base: a learning rate and an in-place ``update``."""
+
+    def __init__(self, lr: float = 0.01):
+        self.lr = float(lr)
+
+    def update(self, params: dict, grads: dict) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr})"
+
+
+class SGD(Optimizer):
+    """``w -= lr * g``."""
+
+    def update(self, params, grads):
+        for key, g in grads.items():
+            params[key] -= self.lr * g
+
+
+class Momentum(Optimizer):
+    """``v = momentum * v - lr * g; w += v``."""
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr)
+        self.momentum = float(momentum)
+        self.v: dict[str, np.ndarray] = {}
+
+    def update(self, params, grads):
+        for key, g in grads.items():
+            v = self.v.setdefault(key, np.zeros_like(params[key]))
+            v *= self.momentum
+            v -= self.lr * g
+            params[key] += v
+
+
+class AdaGrad(Optimizer):
+    """``h += g*g; w -= lr * g / sqrt(h + 1e-7)``."""
+
+    def __init__(self, lr=0.01, eps=1e-7):
+        super().__init__(lr)
+        self.eps = eps
+        self.h: dict[str, np.ndarray] = {}
+
+    def update(self, params, grads):
+        for key, g in grads.items():
+            h = self.h.setdefault(key, np.zeros_like(params[key]))
+            h += g * g
+            params[key] -= self.lr * g / np.sqrt(h + self.eps)
+
+
+class Adam(Optimizer):
+    """Adam with the seed's folded bias correction:
+    ``lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)``,
+    ``w -= lr_t * m / (sqrt(v) + 1e-7)``.
+    """
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7):
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), eps
+        self.iter = 0
+        self.m: dict[str, np.ndarray] = {}
+        self.v: dict[str, np.ndarray] = {}
+
+    def update(self, params, grads):
+        self.iter += 1
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
+        for key, g in grads.items():
+            m = self.m.setdefault(key, np.zeros_like(params[key]))
+            v = self.v.setdefault(key, np.zeros_like(params[key]))
+            m += (1 - self.beta1) * (g - m)
+            v += (1 - self.beta2) * (g * g - v)
+            params[key] -= lr_t * m / (np.sqrt(v) + self.eps)
+
+
+#: name -> optimizer class (the seed's ``optimizer_class_dict``)
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}
+
+
+def make_optimizer(optimizer, use_adam: bool = True) -> Optimizer:
+    """An optimizer from a name, an object, or (None) ``use_adam``: Adam or plain SGD."""
+    if optimizer is None:
+        return Adam() if use_adam else SGD()
+    if isinstance(optimizer, str):
+        cls = OPTIMIZERS.get(optimizer.lower())
+        if cls is None:
+            raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        return cls()
+    if callable(getattr(optimizer, "update", None)) and hasattr(optimizer, "lr"):
+        return optimizer
+    raise TypeError(
+        f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an object with .lr and "
+        f".update(params, grads), got {type(optimizer).__name__}"
+    )

@@ -1,0 +1,134 @@
+"""The training loop: mini-batches, reports, history, progress bar, and the two
+ways a run ends early (divergence raises, Ctrl-C returns what was learned)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import report as rep
+
+#: validation sample size per epoch (the seed's 100)
+VALIDATE_COUNT = 100
+
+
+class TrainingDiverged(FloatingPointError, RuntimeError):
+    """The cost became NaN or infinite; raised before the bad step updates anything."""
+
+
+@dataclass
+class History:
+    """Per-epoch record of a ``train`` call (``seconds``: cumulative wall time)."""
+
+    epochs: list = field(default_factory=list)
+    costs: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    valid_acc: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    interrupted: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mean_acc(accs: list):
+    """Mean accuracy; pairs (dual_select) are averaged per component."""
+    if accs and isinstance(accs[0], tuple):
+        return tuple(float(v) for v in np.mean(accs, axis=0))
+    return float(np.mean(accs))
+
+
+@contextlib.contextmanager
+def _hold_interrupt():
+    """Delay Ctrl-C until the block ends, so an optimizer step is never half done."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _check_args(epoch_count, batch_size, learning_rate, report):
+    checks = (("epoch_count", epoch_count, 0), ("batch_size", batch_size, 1), ("report", report, 0))
+    for name, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
+    if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+
+
+def _show_progress(progress) -> bool:
+    if progress is None:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return bool(progress)
+
+
+def run_training(model, epoch_count, batch_size, learning_rate, report, progress=None) -> History:
+    """Train ``model`` on its dataset; see ``CnnModel.train``."""
+    _check_args(epoch_count, batch_size, learning_rate, report)
+    ds, name = model.dataset, model.name
+    model.optimizer.lr = float(learning_rate)
+    batch_count = max(1, ds.train_count // batch_size)
+    history = History()
+    rep.train_started(name)
+    start = lap = time.perf_counter()
+    for epoch in range(1, epoch_count + 1):
+        done = 0
+        bar = tqdm(total=batch_count, desc=f"{name} epoch {epoch}", leave=False,
+                   disable=not _show_progress(progress), file=sys.stderr)
+        try:
+            order = ds.shuffle_train_data()
+            costs, accs = [], []
+            for n in range(batch_count):
+                x, y = ds.get_train_data(order[n * batch_size : (n + 1) * batch_size])
+                cost, acc, grads = model.compute_step(x, y)
+                if not math.isfinite(cost):
+                    raise TrainingDiverged(
+                        f"Model {name}: training diverged at epoch {epoch}, batch {n + 1}/{batch_count}: "
+                        f"cost is {cost}. The learning rate ({learning_rate}) is probably too high or the "
+                        "input is not normalized (e.g. raw 0..255 pixels): lower learning_rate or scale "
+                        "the inputs to 0..1."
+                    )
+                with _hold_interrupt():
+                    model.optimizer.update(model.params, grads)
+                done = n + 1
+                costs.append(cost)
+                accs.append(acc)
+                bar.update(1)
+            vx, vy = ds.get_validate_data(VALIDATE_COUNT)
+            valid_acc = model.eval_accuracy(vx, vy)
+        except KeyboardInterrupt:
+            rep.train_interrupted(name, epoch, done, batch_count)
+            history.interrupted = True
+            return history
+        finally:
+            bar.close()
+        now = time.perf_counter()
+        history.epochs.append(epoch)
+        history.costs.append(float(np.mean(costs)))
+        history.train_acc.append(_mean_acc(accs))
+        history.valid_acc.append(valid_acc)
+        history.seconds.append(now - start)
+        if report and epoch % report == 0:
+            rep.epoch_line(epoch, history.costs[-1], history.train_acc[-1], valid_acc, now - lap, now - start)
+            lap = now
+    rep.train_ended(name, time.perf_counter() - start)
+    return history
