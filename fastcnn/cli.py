@@ -1,0 +1,418 @@
+"""Command line: ``fastcnn train`` (a run folder with report, params and plots)
+and ``fastcnn bench`` (a markdown table comparing the kernel backends)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+#: ``fastcnn train`` defaults: the digits preset reaches test accuracy >= 0.97 in seconds
+DEFAULT_DATASET = "digits"
+DEFAULT_MODEL = "digits"
+DEFAULT_BACKEND = "numba"
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_LEARNING_RATE = 0.001
+DEFAULT_REPORT = 2
+DEFAULT_SHOW = 3
+DEFAULT_SEED = 1
+DEFAULT_RESOLUTION = (96, 96)
+
+#: datasets read from a folder, and what the folder must hold
+DATA_LAYOUTS = {
+    "mnist": "a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    "t10k-labels-idx1-ubyte (raw or .gz)",
+    "flowers": "a folder of class folders of JPEGs (daisy, dandelion, rose, sunflower, tulip)",
+    "office31": "a folder of domain folders, each <domain>/images/<class>/*.jpg",
+}
+
+
+class UsageError(Exception):
+    """A bad command-line value: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and exits 2 (no usage dump)."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------
+# argument parsing
+# --------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, e.g. 96 or 96x96, got {text!r}")
+    return values[0], values[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .datasets import DATASETS
+    from .kernels import BACKENDS
+
+    parser = _Parser(prog="fastcnn", description="A from-scratch CNN library with Numba CPU kernels.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a model, write report, params and plots to a run folder")
+    train.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET)
+    train.add_argument("--data-path", help="dataset folder (mnist, flowers, office31); nothing downloads")
+    arch = train.add_mutually_exclusive_group()
+    arch.add_argument("--model", default=None, help=f"a preset from fastcnn.zoo (default {DEFAULT_MODEL!r})")
+    arch.add_argument("--hconfig", help="hidden layers as a JSON list, or a path to a JSON file")
+    train.add_argument("--mode", default=None, help="select, binary, regression or dual_select "
+                       "(default: the dataset's own)")
+    train.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT_BACKEND)
+    train.add_argument("--epochs", type=_count, default=DEFAULT_EPOCHS)
+    train.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
+    train.add_argument("--learning-rate", type=_positive_float, default=DEFAULT_LEARNING_RATE)
+    train.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    train.add_argument("--report", type=_count, default=DEFAULT_REPORT, help="report every N epochs (0: off)")
+    train.add_argument("--show", type=_count, default=DEFAULT_SHOW, help="samples to visualize")
+    train.add_argument("--show-maps", action="store_true", help="also draw conv kernels and feature maps")
+    train.add_argument("--resolution", type=_resolution, default=DEFAULT_RESOLUTION,
+                       help="image size for flowers/office31, e.g. 96 or 96x96")
+    train.add_argument("--raw-pixels", action="store_true", help="feed raw 0..255 pixels (the seed's parity)")
+    train.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
+
+    bench = sub.add_parser("bench", help="compare kernel backends on a few workloads (markdown table)")
+    bench.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated backend names")
+    bench.add_argument("--repeat", type=_positive_int, default=3, help="timed repeats (median reported)")
+    bench.add_argument("--quick", action="store_true", help="small shapes, one repeat: a smoke run")
+    return parser
+
+
+# --------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------
+
+
+def _hconfigs(args) -> tuple[str, list]:
+    """``(model name, hconfigs)`` from ``--hconfig`` or the ``--model`` preset."""
+    if args.hconfig is not None:
+        text = args.hconfig
+        path = Path(text)
+        if path.suffix == ".json" or path.is_file():
+            if not path.is_file():
+                raise UsageError(f"--hconfig: file {path} does not exist")
+            text = path.read_text()
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as exc:
+            where = f"{exc.msg} at column {exc.colno}"
+            raise UsageError(f"--hconfig: not valid JSON ({where}): {text[:60]!r}") from None
+        if not isinstance(config, list):
+            raise UsageError(f"--hconfig must be a JSON list of layers, got {type(config).__name__}")
+        return args.dataset, config
+    from .zoo import PRESETS
+
+    name = args.model or DEFAULT_MODEL
+    if name not in PRESETS:
+        raise UsageError(f"--model: unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    hconfigs = preset.get("hconfigs") if isinstance(preset, dict) else preset
+    return name, [list(h) if isinstance(h, tuple) else h for h in hconfigs]
+
+
+def _dataset(args):
+    from .datasets import DATASETS
+
+    cls = DATASETS[args.dataset]
+    if args.dataset == "digits":
+        return cls(normalize=not args.raw_pixels)
+    if args.data_path is None:
+        raise UsageError(f"--dataset {args.dataset} needs --data-path: {DATA_LAYOUTS[args.dataset]}")
+    if args.dataset == "mnist":
+        return cls(args.data_path, normalize=not args.raw_pixels)
+    return cls(args.data_path, args.resolution, normalize=not args.raw_pixels)
+
+
+def _run_folder(args) -> Path:
+    if args.out:
+        return Path(args.out)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{args.dataset}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+class _Tee:
+    """Write to several text streams at once (the report goes to screen and file)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+
+def first_kernel(model) -> np.ndarray | None:
+    """The first conv layer's kernel ``[kh, kw, xchn, ychn]`` (a copy), or None."""
+    for layer in getattr(model, "layers", []):
+        params = getattr(layer, "params", None) or getattr(layer, "pm", None) or {}
+        k = params.get("k") if isinstance(params, dict) else None
+        if k is not None and np.ndim(k) == 4:
+            return np.array(k, copy=True)
+    return None
+
+
+def _estimates(model, xs) -> np.ndarray:
+    for name in ("get_estimate", "estimate", "predict"):
+        fn = getattr(model, name, None)
+        if callable(fn):
+            return np.asarray(fn(xs))
+    raise AttributeError("the model has no get_estimate()")
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _draw_plots(model, ds, history, before, run: Path, args) -> list[Path]:
+    from . import viz
+
+    written = [viz.plot_history(history, run / "history.png", title=f"{model.name} on {ds.name}")]
+    after = first_kernel(model)
+    if before is not None and after is not None:
+        for kernel, when in ((before, "before"), (after, "after")):
+            title = f"first-layer filters, {when} training"
+            written.append(viz.draw_filter_grid(kernel, run / f"filters_{when}.png", title))
+        written.append(viz.apply_filters_to_photo(after, run / "filters_on_photo.png", backend=args.backend))
+    if args.show > 0:
+        xs, ys = ds.get_validate_data(max(args.show, 8))
+        est = _estimates(model, xs)
+        written.append(viz.draw_samples(xs, est, ys, ds.target_names, run / "samples.png", mode=ds.mode))
+    if args.show_maps:
+        kernels = list(getattr(model, "kernels", None) or [])
+        if kernels:
+            written.append(viz.draw_kernels(kernels, run / "kernels.png"))
+        maps = list(getattr(model, "maps", None) or [])
+        if maps:
+            written.append(viz.draw_feature_maps(maps, run / "feature_maps.png"))
+    return written
+
+
+def cmd_train(args) -> int:
+    from . import CnnModel
+
+    name, hconfigs = _hconfigs(args)
+    try:
+        ds = _dataset(args)
+        model = CnnModel(name, ds, args.mode, hconfigs, show_maps=args.show_maps, backend=args.backend,
+                         seed=args.seed)
+    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    run = _run_folder(args)
+    run.mkdir(parents=True, exist_ok=True)
+    before = first_kernel(model)
+    started = time.perf_counter()
+    with open(run / "report.txt", "w", encoding="utf-8") as log, contextlib.redirect_stdout(
+        _Tee(sys.stdout, log)
+    ):
+        print(f"fastcnn train: dataset {ds!r}, model {name!r}, backend {args.backend}, "
+              f"epochs {args.epochs}, batch {args.batch_size}, learning rate {args.learning_rate}")
+        history, test_acc = model.exec_all(
+            args.epochs, args.batch_size, args.learning_rate, args.report, args.show
+        )
+        print(f"wall time {time.perf_counter() - started:.1f} secs")
+    model.save_params(run / "params.npz")
+    summary = {"dataset": args.dataset, "model": name, "hconfigs": hconfigs, "backend": args.backend,
+               "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+               "seed": args.seed, "test_acc": test_acc, "history": history.to_dict()}
+    (run / "history.json").write_text(json.dumps(_json_ready(summary), indent=2))
+    written = [run / "report.txt", run / "params.npz", run / "history.json"]
+    written += _draw_plots(model, ds, history, before, run, args)
+    print(f"wrote {len(written)} files to {run}: {', '.join(p.name for p in written)}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------
+
+#: workload -> (function, x shape [mb, h, w, c], kernel/window, keyword arguments)
+WORKLOADS = {
+    "conv fwd (SimpleConvNet)": ("conv2d_forward", (100, 28, 28, 1), (5, 5, 1, 30), {"padding": "valid"}),
+    "conv bwd (SimpleConvNet)": ("conv2d_backward", (100, 28, 28, 1), (5, 5, 1, 30), {"padding": "valid"}),
+    "conv fwd (flowers conv 1)": ("conv2d_forward", (10, 96, 96, 3), (3, 3, 3, 6), {}),
+    "conv bwd (flowers conv 2)": ("conv2d_backward", (10, 48, 48, 6), (3, 3, 6, 12), {}),
+    "max pool fwd 2x2": ("max_pool_forward", (100, 24, 24, 30), 2, {}),
+    "max pool bwd 2x2": ("max_pool_backward", (100, 24, 24, 30), 2, {}),
+}
+#: images per call for the slow backends; their times are scaled up per image
+REDUCED_BATCH = {"better": 2, "adhoc": 1}
+QUICK_SCALE = 4  # --quick divides batch and spatial size by this (at least 1 / 4 pixels)
+
+
+def _bench_inputs(func: str, xshape, kshape, kwargs, rng):
+    x = rng.standard_normal(xshape).astype(np.float32)
+    if func.startswith("conv"):
+        k = (rng.standard_normal(kshape) * 0.1).astype(np.float32)
+        if func == "conv2d_forward":
+            return (x, k, np.zeros(kshape[3], np.float32))
+        from .kernels import conv2d_forward
+
+        y = conv2d_forward(x, k, np.zeros(kshape[3], np.float32), backend="numpy", **kwargs)
+        g_y = rng.standard_normal(y.shape).astype(np.float32)
+        return (g_y, x, k)
+    if func.endswith("backward"):
+        from .kernels import max_pool_forward
+
+        y = max_pool_forward(x, kshape, backend="numpy", **kwargs)
+        return (rng.standard_normal(y.shape).astype(np.float32), x, kshape)
+    return (x, kshape)
+
+
+def _time_call(fn, args, kwargs, repeat: int) -> float:
+    fn(*args, **kwargs)  # warm-up: JIT compilation stays out of the numbers
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn(*args, **kwargs)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_rows(backends, repeat: int, quick: bool) -> list[dict]:
+    """One dict per workload: shape, and seconds per full-batch call for each backend."""
+    from . import kernels
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, (func, xshape, kshape, kwargs) in WORKLOADS.items():
+        if quick:
+            n, h, w, c = xshape
+            xshape = (max(1, n // QUICK_SCALE), max(4, h // 2), max(4, w // 2), c)
+        row = {"workload": label, "shape": _shape_id(xshape, kshape), "times": {}}
+        for backend in backends:
+            batch = min(xshape[0], REDUCED_BATCH.get(backend, xshape[0]))
+            args = _bench_inputs(func, (batch, *xshape[1:]), kshape, kwargs, rng)
+            secs = _time_call(getattr(kernels, func), args, dict(kwargs, backend=backend), repeat)
+            row["times"][backend] = (secs * xshape[0] / batch, batch < xshape[0])
+        rows.append(row)
+    return rows
+
+
+def _shape_id(xshape, kshape) -> str:
+    n, h, w, c = xshape
+    k = f"k{kshape[0]}x{kshape[1]}-c{kshape[3]}" if isinstance(kshape, tuple) else f"p{kshape}"
+    return f"n{n}-{h}x{w}x{c}-{k}"
+
+
+def format_table(rows, backends) -> str:
+    """Markdown: milliseconds per call for each backend, and each one's slowdown vs the first."""
+    head = ["workload", "shape", *[f"{b} ms" for b in backends]]
+    if len(backends) > 1:
+        head += [f"{b} / {backends[0]}" for b in backends[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        times = row["times"]
+        cells = [row["workload"], row["shape"]]
+        cells += [f"{times[b][0] * 1e3:.2f}{'*' if times[b][1] else ''}" for b in backends]
+        base = times[backends[0]][0]
+        cells += [f"{times[b][0] / base:.1f}x" for b in backends[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cmd_bench(args) -> int:
+    from .kernels import BACKENDS
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        bad = ", ".join(unknown) or "(empty)"
+        raise UsageError(f"--backends: unknown {bad}; valid: {', '.join(BACKENDS)}")
+    repeat = 1 if args.quick else args.repeat
+    rows = bench_rows(backends, repeat, args.quick)
+    print(f"fastcnn bench: float32, median of {repeat} after one warm-up call, "
+          f"{os.cpu_count()} CPUs, NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+    print()
+    print(format_table(rows, backends))
+    if len(backends) > 1:
+        print(f"\n'<b> / {backends[0]}': time ratio, how many times faster {backends[0]} is than <b>")
+    if any(t[1] for row in rows for t in row["times"].values()):
+        small = ", ".join(f"{b} {n}" for b, n in REDUCED_BATCH.items() if b in backends)
+        print(f"\n* timed on a reduced batch ({small} images) and scaled to the full batch per image")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "bench": cmd_bench}
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``fastcnn`` command; bad arguments exit with status 2."""
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"fastcnn: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("fastcnn: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
