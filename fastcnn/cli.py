@@ -247,13 +247,15 @@ def _draw_plots(model, ds, history, before, run: Path, args) -> list[Path]:
         xs, ys = ds.get_validate_data(max(args.show, 8))
         est = _estimates(model, xs)
         written.append(viz.draw_samples(xs, est, ys, ds.target_names, run / "samples.png", mode=ds.mode))
-    if args.show_maps:
-        kernels = list(getattr(model, "kernels", None) or [])
-        if kernels:
-            written.append(viz.draw_kernels(kernels, run / "kernels.png"))
-        maps = list(getattr(model, "maps", None) or [])
-        if maps:
-            written.append(viz.draw_feature_maps(maps, run / "feature_maps.png"))
+    if args.show_maps and model.kernels:
+        # the model draws these while visualizing (plot_dir=run); draw them when it did not
+        if args.show == 0:
+            xs, _ = ds.get_validate_data(3)
+            maps = []
+            model.forward(xs, maps)
+            viz.draw_kernels(list(model.kernels), run / "kernels.png")
+            viz.draw_feature_maps(maps, run / "feature_maps.png")
+        written += [run / "kernels.png", run / "feature_maps.png"]
     return written
 
 
@@ -263,11 +265,11 @@ def cmd_train(args) -> int:
     name, hconfigs = _hconfigs(args)
     try:
         ds = _dataset(args)
+        run = _run_folder(args)
         model = CnnModel(name, ds, args.mode, hconfigs, show_maps=args.show_maps, backend=args.backend,
-                         seed=args.seed)
+                         seed=args.seed, plot_dir=run)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
-    run = _run_folder(args)
     run.mkdir(parents=True, exist_ok=True)
     before = first_kernel(model)
     started = time.perf_counter()
