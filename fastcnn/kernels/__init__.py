@@ -66,10 +66,10 @@ _loaded: dict[str, ModuleType] = {}
 
 def get_backend(name: str) -> ModuleType:
     """Return the backend module for ``name``, checking it implements the contract."""
-    if name in _loaded:
-        return _loaded[name]
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    if name in _loaded:
+        return _loaded[name]
     module = importlib.import_module(BACKENDS[name])
     missing = [f for f in BACKEND_FUNCTIONS if not callable(getattr(module, f, None))]
     if missing:
@@ -122,10 +122,9 @@ def _grad(g_y, x: np.ndarray, expected: tuple) -> np.ndarray:
 
 
 def _x_shape(x_shape) -> tuple[int, int, int, int]:
-    try:
-        shape = tuple(int(v) for v in x_shape)
-    except TypeError:
-        raise TypeError(f"x_shape must be a sequence of 4 ints, got {x_shape!r}") from None
+    if not isinstance(x_shape, (tuple, list)) or not all(_is_int(v) for v in x_shape):
+        raise TypeError(f"x_shape must be a sequence of 4 ints, got {x_shape!r}")
+    shape = tuple(int(v) for v in x_shape)
     if len(shape) != 4 or min(shape) <= 0:
         raise ValueError(f"x_shape must be 4 positive ints [mb, h, w, chn], got {x_shape!r}")
     return shape
@@ -225,8 +224,12 @@ def undo_ext_regions(cols, x_shape, kh, kw, stride=1, padding="same", *, backend
     return impl.undo_ext_regions(cols, shape, geo)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
 
 
+def is_int(value) -> bool:
+    """True for Python and NumPy integers, False for bools and floats."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def as_pair(value, name: str) -> Pair:
-    """Turn an int or an ``(h, w)`` list/tuple into a pair of positive ints."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or an (h, w) pair, got {value!r}")
-    if isinstance(value, (int,)) or (hasattr(value, "__index__") and not hasattr(value, "__len__")):
+    """Turn an int or an ``(h, w)`` list/tuple of ints into a pair of positive ints."""
+    if is_int(value):
         pair = (int(value), int(value))
-    elif isinstance(value, (list, tuple)) and len(value) == 2:
-        try:
-            pair = (int(value[0]), int(value[1]))
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must hold two ints, got {value!r}") from None
-        if any(isinstance(v, bool) or int(v) != v for v in value):
-            raise TypeError(f"{name} must hold two ints, got {value!r}")
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(is_int(v) for v in value):
+        pair = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{name} must be an int or an (h, w) pair, got {value!r}")
     if pair[0] <= 0 or pair[1] <= 0:
@@ -51,14 +51,10 @@ def resolve_padding(padding, in_hw: Pair, k_hw: Pair, s_hw: Pair) -> Pads:
         if mode == "valid":
             return 0, 0, 0, 0
         raise ValueError(f"padding must be 'same', 'valid', an int or an (h, w) pair, got {padding!r}")
-    if isinstance(padding, bool):
-        raise TypeError(f"padding must be 'same', 'valid', an int or an (h, w) pair, got {padding!r}")
-    if isinstance(padding, int):
-        ph = pw = padding
-    elif isinstance(padding, (list, tuple)) and len(padding) == 2 and all(
-        isinstance(p, int) and not isinstance(p, bool) for p in padding
-    ):
-        ph, pw = padding
+    if is_int(padding):
+        ph = pw = int(padding)
+    elif isinstance(padding, (list, tuple)) and len(padding) == 2 and all(is_int(p) for p in padding):
+        ph, pw = int(padding[0]), int(padding[1])
     else:
         raise TypeError(f"padding must be 'same', 'valid', an int or an (h, w) pair, got {padding!r}")
     if ph < 0 or pw < 0:
