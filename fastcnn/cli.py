@@ -17,7 +17,8 @@ import numpy as np
 
 #: ``fastcnn train`` defaults: the digits preset reaches test accuracy >= 0.97 in seconds
 DEFAULT_DATASET = "digits"
-DEFAULT_MODEL = "digits"
+#: dataset -> the ``fastcnn.zoo`` preset ``--model`` defaults to
+DEFAULT_MODELS = {"digits": "digits", "mnist": "simpleconvnet", "flowers": "flower", "office31": "office31"}
 DEFAULT_BACKEND = "numba"
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 32
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET)
     train.add_argument("--data-path", help="dataset folder (mnist, flowers, office31); nothing downloads")
     arch = train.add_mutually_exclusive_group()
-    arch.add_argument("--model", default=None, help=f"a preset from fastcnn.zoo (default {DEFAULT_MODEL!r})")
+    arch.add_argument("--model", default=None, help="a preset from fastcnn.zoo (default: the dataset's, "
+                      + ", ".join(f"{d}: {m}" for d, m in DEFAULT_MODELS.items()) + ")")
     arch.add_argument("--hconfig", help="hidden layers as a JSON list, or a path to a JSON file")
     train.add_argument("--mode", default=None, help="select, binary, regression or dual_select "
                        "(default: the dataset's own)")
@@ -152,14 +154,12 @@ def _hconfigs(args) -> tuple[str, list]:
         if not isinstance(config, list):
             raise UsageError(f"--hconfig must be a JSON list of layers, got {type(config).__name__}")
         return args.dataset, config
-    from .zoo import PRESETS
+    from .zoo import PRESETS, get_preset
 
-    name = args.model or DEFAULT_MODEL
+    name = args.model or DEFAULT_MODELS[args.dataset]
     if name not in PRESETS:
         raise UsageError(f"--model: unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    preset = PRESETS[name]
-    hconfigs = preset.get("hconfigs") if isinstance(preset, dict) else preset
-    return name, [list(h) if isinstance(h, tuple) else h for h in hconfigs]
+    return name, get_preset(name)
 
 
 def _dataset(args):
