@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .train import TrainingDiverged
+
 #: ``fastcnn train`` defaults: the digits preset reaches test accuracy >= 0.97 in seconds
 DEFAULT_DATASET = "digits"
 #: dataset -> the ``fastcnn.zoo`` preset ``--model`` defaults to
@@ -205,20 +207,7 @@ class _Tee:
 
 def first_kernel(model) -> np.ndarray | None:
     """The first conv layer's kernel ``[kh, kw, xchn, ychn]`` (a copy), or None."""
-    for layer in getattr(model, "layers", []):
-        params = getattr(layer, "params", None) or getattr(layer, "pm", None) or {}
-        k = params.get("k") if isinstance(params, dict) else None
-        if k is not None and np.ndim(k) == 4:
-            return np.array(k, copy=True)
-    return None
-
-
-def _estimates(model, xs) -> np.ndarray:
-    for name in ("get_estimate", "estimate", "predict"):
-        fn = getattr(model, name, None)
-        if callable(fn):
-            return np.asarray(fn(xs))
-    raise AttributeError("the model has no get_estimate()")
+    return np.array(model.kernels[0], copy=True) if model.kernels else None
 
 
 def _json_ready(value):
@@ -245,8 +234,9 @@ def _draw_plots(model, ds, history, before, run: Path, args) -> list[Path]:
         written.append(viz.apply_filters_to_photo(after, run / "filters_on_photo.png", backend=args.backend))
     if args.show > 0:
         xs, ys = ds.get_validate_data(max(args.show, 8))
-        est = _estimates(model, xs)
-        written.append(viz.draw_samples(xs, est, ys, ds.target_names, run / "samples.png", mode=ds.mode))
+        est = model.get_estimate(xs)
+        path = run / "samples.png"
+        written.append(viz.draw_samples(xs, est, ys, ds.target_names, path, mode=model.mode.name))
     if args.show_maps and model.kernels:
         # the model draws these while visualizing (plot_dir=run); draw them when it did not
         if args.show == 0:
@@ -268,7 +258,7 @@ def cmd_train(args) -> int:
         run = _run_folder(args)
         model = CnnModel(name, ds, args.mode, hconfigs, show_maps=args.show_maps, backend=args.backend,
                          seed=args.seed, plot_dir=run)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, KeyError, OSError) as exc:
         raise UsageError(str(exc)) from None
     run.mkdir(parents=True, exist_ok=True)
     before = first_kernel(model)
@@ -415,6 +405,9 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"fastcnn: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except TrainingDiverged as exc:
+        print(f"fastcnn: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("fastcnn: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

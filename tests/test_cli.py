@@ -98,3 +98,17 @@ def test_python_dash_m_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "fastcnn", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and "train" in result.stdout and "bench" in result.stdout
+
+
+def test_diverged_training_exits_1_with_its_message(tmp_path, capsys, monkeypatch):
+    from fastcnn import CnnModel, TrainingDiverged
+
+    def diverge(self, *args):
+        raise TrainingDiverged("Model digits: training diverged at epoch 1: cost is nan")
+
+    monkeypatch.setattr(CnnModel, "exec_all", diverge)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--hconfig", TINY, "--backend", "numpy", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 1
+    expected = "fastcnn: error: Model digits: training diverged at epoch 1: cost is nan\n"
+    assert capsys.readouterr().err == expected

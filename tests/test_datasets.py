@@ -339,3 +339,9 @@ def test_office31_missing_folder(tmp_path):
     layout = r"office31 does not exist; expected layout: <path>/<domain>/images"
     with pytest.raises(FileNotFoundError, match=layout):
         Office31Dataset(tmp_path / "office31")
+
+
+def test_visualize_mode_override(capsys):
+    ds = ArrayDataset("f", np.zeros((3, 2, 2, 1)), np.eye(3), "select", ["a", "b", "c"])
+    (line,) = ds.visualize(None, np.array([[0.5]]), np.array([[0.25]]), mode="regression")
+    assert line == "estimate 0.500 : answer 0.250 => error 0.250"

@@ -140,15 +140,17 @@ class ArrayDataset:
         return self.te_xs, self.te_ys
 
     # -- the seed's visualization -------------------------------------------
-    def visualize(self, xs, estimates, answers) -> list[str]:
+    def visualize(self, xs, estimates, answers, *, mode: str | None = None) -> list[str]:
         """Print one line per sample: estimated distribution, estimate, answer, O/X.
 
         ``estimates`` are the model outputs ``[n, outputs]`` (probabilities, or
         logits that are turned into probabilities here); ``answers`` are target
         rows as stored in the dataset. ``xs`` is accepted for the seed's
-        signature (images are drawn by ``fastcnn.viz.draw_samples``).
+        signature (images are drawn by ``fastcnn.viz.draw_samples``). ``mode``
+        overrides the dataset's own (a model trained in another mode).
         Returns the printed lines.
         """
+        mode = self.mode if mode is None else mode
         estimates = np.asarray(estimates, dtype=np.float64)
         answers = np.asarray(answers, dtype=np.float64)
         if estimates.ndim == 1:
@@ -158,7 +160,7 @@ class ArrayDataset:
         if estimates.shape != answers.shape:
             raise ValueError(f"estimates have shape {estimates.shape} but answers have shape {answers.shape}")
         pairs = zip(estimates, answers, strict=True)
-        lines = [describe_line(self.mode, self.target_names, e, a) for e, a in pairs]
+        lines = [describe_line(mode, self.target_names, e, a) for e, a in pairs]
         for line in lines:
             print(line)
         return lines
