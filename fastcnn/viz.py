@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .datasets.base import describe
 
@@ -104,8 +105,8 @@ def draw_filter_grid(kernel, path, title: str = "") -> Path:
     """
     kernel = _kernel4(kernel)
     count = kernel.shape[3]
-    cols = min(count, GRID_COLUMNS)
-    rows = math.ceil(count / cols)
+    rows = math.ceil(count / GRID_COLUMNS)
+    cols = math.ceil(count / rows)  # balanced rows: 16 filters -> 2 x 8, 30 -> 2 x 15
     fig, axes = _figure(rows, cols, cell=0.8, extra_h=0.4 if title else 0.0)
     for i in range(count):
         f = kernel[:, :, :, i]
@@ -196,6 +197,8 @@ def plot_history(history, path, title: str = "") -> Path:
     costs = np.asarray(data["costs"], dtype=np.float64)
     ax_cost.plot(epochs[: len(costs)], costs, marker="o", color="tab:red")
     ax_cost.set(xlabel="epochs", ylabel="cost", title="cost")
+    for ax in (ax_acc, ax_cost):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
