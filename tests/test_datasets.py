@@ -345,3 +345,12 @@ def test_visualize_mode_override(capsys):
     ds = ArrayDataset("f", np.zeros((3, 2, 2, 1)), np.eye(3), "select", ["a", "b", "c"])
     (line,) = ds.visualize(None, np.array([[0.5]]), np.array([[0.25]]), mode="regression")
     assert line == "estimate 0.500 : answer 0.250 => error 0.250"
+
+
+def test_unwritable_cache_warns_and_loads(tmp_path):
+    root = make_flowers(tmp_path / "flowers")
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("")
+    with pytest.warns(UserWarning, match="cannot write image cache"):
+        ds = FlowersDataset(root, resolution=8, cache_dir=blocker)
+    assert ds.output_count == 3

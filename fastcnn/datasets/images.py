@@ -117,6 +117,9 @@ def _write_cache(path: Path, pixels: np.ndarray) -> None:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, pixels=pixels)
         os.replace(tmp, path)
+    except OSError as exc:  # e.g. a full disk: the pixels are decoded, so go on uncached
+        Path(tmp).unlink(missing_ok=True)
+        warnings.warn(f"cannot write image cache {path}: {exc}", stacklevel=3)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
