@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--show-maps", action="store_true", help="also draw conv kernels and feature maps")
     train.add_argument("--resolution", type=_resolution, default=DEFAULT_RESOLUTION,
                        help="image size for flowers/office31, e.g. 96 or 96x96")
+    train.add_argument("--limit", type=_positive_int, help="mnist: use at most N training and N test images")
     train.add_argument("--raw-pixels", action="store_true", help="feed raw 0..255 pixels (the seed's parity)")
     train.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
 
@@ -173,7 +174,7 @@ def _dataset(args):
     if args.data_path is None:
         raise UsageError(f"--dataset {args.dataset} needs --data-path: {DATA_LAYOUTS[args.dataset]}")
     if args.dataset == "mnist":
-        return cls(args.data_path, normalize=not args.raw_pixels)
+        return cls(args.data_path, normalize=not args.raw_pixels, limit=args.limit)
     return cls(args.data_path, args.resolution, normalize=not args.raw_pixels)
 
 

@@ -177,8 +177,8 @@ def test_mnist_reads_idx(tmp_path, gz):
 
 def test_mnist_limit(tmp_path):
     write_mnist(tmp_path)
-    ds = MnistDataset(tmp_path, valid_count=5, limit=10)
-    assert (len(ds.tr_xs), len(ds.te_xs)) == (10, 10)
+    ds = MnistDataset(tmp_path, valid_count=15, limit=10)
+    assert (len(ds.tr_xs), len(ds.va_xs), len(ds.te_xs)) == (10, 10, 10)
 
 
 def test_mnist_missing_folder(tmp_path):

@@ -98,7 +98,7 @@ class MnistDataset(ArrayDataset):
     path : folder holding the four IDX files (raw or ``.gz``).
     normalize : scale pixels to 0..1 (``False``: the raw 0..255, for parity).
     valid_count : validation images carved from the training set.
-    limit : keep at most this many training and test images (quick runs).
+    limit : keep at most this many training, validation and test images (quick runs).
     """
 
     def __init__(self, path, *, normalize: bool = True, valid_count: int = 5000, limit=None, seed=1234):
@@ -110,7 +110,7 @@ class MnistDataset(ArrayDataset):
         valid_count = min(int(valid_count), max(1, len(tr_x) // 2))
         va, tr = order[:valid_count], order[valid_count:]
         if limit is not None:
-            tr, te = tr[: int(limit)], np.arange(min(int(limit), len(te_x)))
+            tr, va, te = tr[: int(limit)], va[: int(limit)], np.arange(min(int(limit), len(te_x)))
         else:
             te = np.arange(len(te_x))
         scale = np.float32(1 / 255) if normalize else np.float32(1)
