@@ -45,33 +45,41 @@ def _to_planar(src, n, pt, pl, dst):
     _, h, w, c = src.shape
     _, hp, wp = dst.shape
     dst[:] = 0
-    for r in range(h):
-        rp = r + pt  # row in the padded frame
-        if rp >= hp:
-            break
-        for col in range(w):
-            cp = col + pl
-            if cp >= wp:
-                break
-            for ch in range(c):
-                dst[ch, rp, cp] = src[n, r, col, ch]
+    ncol = min(w, wp - pl)  # source columns that land inside dst
+    for r in range(min(h, hp - pt)):
+        srow = src[n, r]  # [w, c]; 1-D/2-D views keep the index arithmetic simple for LLVM
+        for ch in range(c):
+            drow = dst[ch, r + pt, pl : pl + ncol]
+            for col in range(ncol):
+                drow[col] = srow[col, ch]
 
 
 @njit(cache=True)
-def _from_planar(src, pt, pl, dst, n):
-    """Crop ``src [c, hp, wp]`` at (pt, pl) into image ``n`` of ``dst [mb, h, w, c]`` (zeros outside)."""
+def _from_frame(frame, width, top, left, dst, n):
+    """dst[n, r, col, ch] = frame[ch, (r + top)*width + col + left]: crop a flat planar frame into NHWC."""
     _, h, w, c = dst.shape
-    _, hp, wp = src.shape
     for r in range(h):
-        rp = r + pt
-        for col in range(w):
-            cp = col + pl
-            if rp < hp and cp < wp:
+        drow = dst[n, r]  # [w, c]
+        start = (r + top) * width + left
+        if c < 8:  # few channels: contiguous reads of each frame row
+            for ch in range(c):
+                frow = frame[ch, start : start + w]
+                for col in range(w):
+                    drow[col, ch] = frow[col]
+        else:  # many channels: contiguous writes of each NHWC pixel
+            for col in range(w):
                 for ch in range(c):
-                    dst[n, r, col, ch] = src[ch, rp, cp]
-            else:
-                for ch in range(c):
-                    dst[n, r, col, ch] = 0
+                    drow[col, ch] = frame[ch, start + col]
+
+
+@njit(cache=True)
+def _sum_batch(part):
+    """part [mb, m] -> [m], adding rows in order 0, 1, ... (deterministic)."""
+    out = part[0].copy()
+    for n in range(1, part.shape[0]):
+        for j in range(part.shape[1]):
+            out[j] += part[n, j]
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -79,128 +87,251 @@ def _from_planar(src, pt, pl, dst, n):
 # --------------------------------------------------------------------------
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _conv_fwd(x, k, b, sh, sw, pt, pl, y):
-    """y[n, oy, ox, co] = b[co] + sum x_pad[n, oy*sh+ky, ox*sw+kx, ci] * k[ky, kx, ci, co]."""
-    mb, _, _, xc = x.shape
-    kh, kw, _, yc = k.shape
-    _, yh, yw, _ = y.shape
-    hp = (yh - 1) * sh + kh  # padded extent that the windows actually read
-    wp = (yw - 1) * sw + kw
-    for n in prange(mb):
-        xp = np.empty((xc, hp, wp), x.dtype)
-        _to_planar(x, n, pt, pl, xp)
-        acc = np.empty((yc, yw), y.dtype)  # one output row, channel-major
-        for oy in range(yh):
-            for co in range(yc):
-                arow = acc[co]
-                bv = b[co]
-                for ox in range(yw):
-                    arow[ox] = bv
-                for ky in range(kh):
-                    iy = oy * sh + ky
-                    for ci in range(xc):
-                        xrow = xp[ci, iy]
-                        for kx in range(kw):
-                            wv = k[ky, kx, ci, co]
-                            if sw == 1:
-                                for ox in range(yw):
-                                    arow[ox] += wv * xrow[ox + kx]
-                            else:
-                                for ox in range(yw):
-                                    arow[ox] += wv * xrow[ox * sw + kx]
-            for ox in range(yw):
-                for co in range(yc):
-                    y[n, oy, ox, co] = acc[co, ox]
+# Stride 1 runs as a "flat" correlation: a planar frame [chn, rows, width] is
+# one 1-D array, so output pixel p = oy*width + ox reads src[p + off(tap)] with
+# off(ky, kx, ci) = ci*plane + ky*width + kx, the same shift for every pixel.
+# One tap over a block of pixels is then a unit-stride AXPY, and grouping 4
+# taps x 2 output channels per pass keeps the FMA units busy (a single AXPY is
+# bound by the store of o[p]). Columns ox >= yw of each frame row are computed
+# but never read back (a few % of waste for 3x3 kernels).
+
+_BLOCK = 1024  # pixels per pass: a 4 KiB slice of each output row stays in L1 across all taps
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _conv_bwd(g_y, x, k, sh, sw, pt, pl, g_x, gk_part, gb_part):
-    """Per image n: g_x[n] (scatter of g_y through k), and partial g_k/g_b sums in gk_part[n], gb_part[n].
+@njit(cache=True, fastmath=_FAST)
+def _axpy1(o, s0, w0):
+    """o += w0 * s0 (1-D, same length)."""
+    for p in range(o.shape[0]):
+        o[p] += w0 * s0[p]
 
-    g_k[ky, kx, ci, co] = sum_n,oy,ox x_pad[n, oy*sh+ky, ox*sw+kx, ci] * g_y[n, oy, ox, co]
-    g_x_pad[n, oy*sh+ky, ox*sw+kx, ci] += g_y[n, oy, ox, co] * k[ky, kx, ci, co]
+
+@njit(cache=True, fastmath=_FAST)
+def _axpy4(o, s0, s1, s2, s3, w0, w1, w2, w3):
+    """o += four taps; helpers take separate 1-D views so LLVM vectorizes the loop."""
+    for p in range(o.shape[0]):
+        o[p] += w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _axpy8(o, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1, w2, w3, w4, w5, w6, w7):
+    """o += eight taps: a lone output channel needs more taps per store to stay FMA bound."""
+    for p in range(o.shape[0]):
+        o[p] += (w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p]
+                 + w4 * s4[p] + w5 * s5[p] + w6 * s6[p] + w7 * s7[p])
+
+
+@njit(cache=True, fastmath=_FAST)
+def _axpy4x2(o, q, s0, s1, s2, s3, w0, w1, w2, w3, v0, v1, v2, v3):
+    """o += taps * w, q += taps * v: each tap value loaded once for two output channels."""
+    for p in range(o.shape[0]):
+        a = s0[p]
+        b = s1[p]
+        c = s2[p]
+        d = s3[p]
+        o[p] += w0 * a + w1 * b + w2 * c + w3 * d
+        q[p] += v0 * a + v1 * b + v2 * c + v3 * d
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot4x2(g0, g1, s0, s1, s2, s3, acc):
+    """acc[2*t + c] += sum_p s_t[p] * g_c[p] for 4 taps t and 2 output channels c."""
+    # accumulators start from acc (not a literal 0) so they keep the array dtype
+    a0, a1, a2, a3, a4, a5, a6, a7 = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]
+    for p in range(g0.shape[0]):
+        u = g0[p]
+        v = g1[p]
+        a0 += s0[p] * u
+        a1 += s0[p] * v
+        a2 += s1[p] * u
+        a3 += s1[p] * v
+        a4 += s2[p] * u
+        a5 += s2[p] * v
+        a6 += s3[p] * u
+        a7 += s3[p] * v
+    acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7] = a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@njit(cache=True)
+def _tap_offsets(kh, kw, c, plane, width):
+    """off[(ci*kh + ky)*kw + kx] = ci*plane + ky*width + kx.
+
+    Taps run channel-major, so consecutive taps read the same plane of the
+    frame, which stays in L1 while its kh*kw taps run (weights are reordered
+    to match by the Python wrappers).
     """
-    mb, _, _, xc = x.shape
-    kh, kw, _, yc = k.shape
-    _, yh, yw, _ = g_y.shape
-    hp = (yh - 1) * sh + kh
-    wp = (yw - 1) * sw + kw
-    for n in prange(mb):
-        xp = np.empty((xc, hp, wp), x.dtype)
-        _to_planar(x, n, pt, pl, xp)
-        gt = np.empty((yc, yh, yw), x.dtype)
-        _to_planar(g_y, n, 0, 0, gt)
-        gxp = np.zeros((xc, hp, wp), x.dtype)
-        zero = gxp[0, 0, 0]  # 0 in the dtype of x: keeps float32 sums in float32
-        # g_b: sum of the output gradient over the pixels of this image
-        for co in range(yc):
-            s = zero
-            for oy in range(yh):
-                for ox in range(yw):
-                    s += gt[co, oy, ox]
-            gb_part[n, co] = s
-        # g_k: one dot product over (oy, ox) per tap and output channel
+    offs = np.empty(kh * kw * c, np.int64)
+    for ci in range(c):
         for ky in range(kh):
             for kx in range(kw):
-                for ci in range(xc):
-                    for co in range(yc):
-                        s = zero
-                        for oy in range(yh):
-                            xrow = xp[ci, oy * sh + ky]
-                            grow = gt[co, oy]
-                            if sw == 1:
-                                for ox in range(yw):
-                                    s += xrow[ox + kx] * grow[ox]
-                            else:
-                                for ox in range(yw):
-                                    s += xrow[ox * sw + kx] * grow[ox]
-                        gk_part[n, ky, kx, ci, co] = s
-        # g_x: every output pixel adds its gradient, weighted by k, onto its window
-        for oy in range(yh):
-            for co in range(yc):
-                grow = gt[co, oy]
-                for ky in range(kh):
-                    iy = oy * sh + ky
-                    for ci in range(xc):
-                        xrow = gxp[ci, iy]
-                        for kx in range(kw):
-                            wv = k[ky, kx, ci, co]
-                            if sw == 1:
-                                for ox in range(yw):
-                                    xrow[ox + kx] += wv * grow[ox]
-                            else:
-                                for ox in range(yw):
-                                    xrow[ox * sw + kx] += wv * grow[ox]
-        _from_planar(gxp, pt, pl, g_x, n)
+                offs[(ci * kh + ky) * kw + kx] = ci * plane + ky * width + kx
+    return offs
+
+
+@njit(cache=True)
+def _views4(src, offs, j, p0, n):
+    """The n-long windows of src that taps j..j+3 read for pixels p0..p0+n-1."""
+    d0 = offs[j] + p0
+    d1 = offs[j + 1] + p0
+    d2 = offs[j + 2] + p0
+    d3 = offs[j + 3] + p0
+    return src[d0 : d0 + n], src[d1 : d1 + n], src[d2 : d2 + n], src[d3 : d3 + n]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _corr(src, offs, wt, bias, out):
+    """out[co, p] = bias[co] + sum_j wt[j, co] * src[p + offs[j]] for every p < out.shape[1]."""
+    ntap, yc = wt.shape
+    length = out.shape[1]
+    for p0 in range(0, length, _BLOCK):
+        n = min(_BLOCK, length - p0)
+        for co in range(0, yc, 2):
+            pair = co + 1 < yc
+            o = out[co, p0 : p0 + n]
+            o[:] = bias[co]
+            q = out[co + 1, p0 : p0 + n] if pair else o
+            if pair:
+                q[:] = bias[co + 1]
+            j = 0
+            while pair and j + 4 <= ntap:
+                s0, s1, s2, s3 = _views4(src, offs, j, p0, n)
+                _axpy4x2(o, q, s0, s1, s2, s3, wt[j, co], wt[j + 1, co], wt[j + 2, co], wt[j + 3, co],
+                         wt[j, co + 1], wt[j + 1, co + 1], wt[j + 2, co + 1], wt[j + 3, co + 1])
+                j += 4
+            while not pair and j + 8 <= ntap:
+                s0, s1, s2, s3 = _views4(src, offs, j, p0, n)
+                s4, s5, s6, s7 = _views4(src, offs, j + 4, p0, n)
+                _axpy8(o, s0, s1, s2, s3, s4, s5, s6, s7, wt[j, co], wt[j + 1, co], wt[j + 2, co],
+                       wt[j + 3, co], wt[j + 4, co], wt[j + 5, co], wt[j + 6, co], wt[j + 7, co])
+                j += 8
+            for jj in range(j, ntap):  # the last few taps
+                d0 = offs[jj] + p0
+                _axpy1(o, src[d0 : d0 + n], wt[jj, co])
+                if pair:
+                    _axpy1(q, src[d0 : d0 + n], wt[jj, co + 1])
+
+
+@njit(cache=True, fastmath=_FAST)
+def _corr_grad(src, offs, g, gk):
+    """gk[j, co] = sum_p g[co, p] * src[p + offs[j]]: the weight gradient of _corr."""
+    ntap, yc = gk.shape
+    length = g.shape[1]
+    gk[:] = 0
+    acc = np.empty(8, gk.dtype)
+    offs_pad = np.empty(ntap + 3, np.int64)
+    offs_pad[:ntap] = offs
+    offs_pad[ntap:] = offs[ntap - 1]
+    for p0 in range(0, length, _BLOCK):
+        n = min(_BLOCK, length - p0)
+        for co in range(0, yc, 2):
+            c1 = min(co + 1, yc - 1)  # odd yc: the last pair repeats a channel, its copy is dropped
+            for j in range(0, ntap, 4):
+                # past the last tap, re-read it (offs_pad repeats it); those sums are dropped below
+                s0, s1, s2, s3 = _views4(src, offs_pad, j, p0, n)
+                acc[:] = 0
+                _dot4x2(g[co, p0 : p0 + n], g[c1, p0 : p0 + n], s0, s1, s2, s3, acc)
+                for t in range(min(4, ntap - j)):
+                    gk[j + t, co] += acc[2 * t]
+                    if c1 != co:
+                        gk[j + t, c1] += acc[2 * t + 1]
+
+
+@njit(parallel=True, cache=True)
+def _conv_fwd(x, wt, b, kh, kw, pt, pl, y):
+    """Stride 1: y[n, oy, ox, co] = b[co] + sum x_pad[n, oy+ky, ox+kx, ci] * k[ky, kx, ci, co].
+
+    wt [xc*kh*kw, yc] is k in tap order (ci, ky, kx).
+    """
+    mb, _, _, xc = x.shape
+    yc = wt.shape[1]
+    _, yh, yw, _ = y.shape
+    hp = yh + kh - 1  # padded extent read by the windows
+    wp = yw + kw - 1
+    offs = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+    for n in prange(mb):
+        xs = np.empty((xc, hp + 1, wp), x.dtype)  # +1 row: slack for the garbage columns' reads
+        _to_planar(x, n, pt, pl, xs)
+        out = np.empty((yc, yh * wp), y.dtype)
+        _corr(xs.reshape(-1), offs, wt, b, out)
+        _from_frame(out, wp, 0, 0, y, n)
+
+
+@njit(parallel=True, cache=True)
+def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part):
+    """Stride 1, per image n: g_x[n], and partial sums gk_part[n] [xc*kh*kw, yc], gb_part[n].
+
+    g_x is the full correlation of g_y with the flipped kernel, in tap order
+    (co, ky, kx): wt_flip[(co*kh + ky)*kw + kx, ci] = k[kh-1-ky, kw-1-kx, ci, co];
+    cropped to the input. gk_part rows are in tap order (ci, ky, kx).
+    """
+    mb, xh, xw, xc = x.shape
+    yc = g_y.shape[3]
+    _, yh, yw, _ = g_y.shape
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    hq = hp + kh - 1  # g_y frame for the full correlation: kh-1 / kw-1 zeros on every side
+    wq = wp + kw - 1
+    offs_x = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+    offs_g = _tap_offsets(kh, kw, yc, (hq + 1) * wq, wq)
+    zero_b = np.zeros(xc, x.dtype)
+    for n in prange(mb):
+        xs = np.empty((xc, hp + 1, wp), x.dtype)
+        _to_planar(x, n, pt, pl, xs)
+        gw = np.empty((yc, yh, wp), x.dtype)  # g_y in the x frame's width, zeros at ox >= yw
+        _to_planar(g_y, n, 0, 0, gw)
+        gw2 = gw.reshape(yc, yh * wp)
+        for co in range(yc):
+            gb_part[n, co] = gw2[co].sum()
+        _corr_grad(xs.reshape(-1), offs_x, gw2, gk_part[n])
+        gq = np.empty((yc, hq + 1, wq), x.dtype)
+        _to_planar(g_y, n, kh - 1, kw - 1, gq)
+        out = np.empty((xc, hp * wq), x.dtype)
+        _corr(gq.reshape(-1), offs_g, wt_flip, zero_b, out)
+        _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
 
 
 def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """x [mb, xh, xw, xchn], k [kh, kw, xchn, ychn], b [ychn] -> y [mb, yh, yw, ychn]."""
-    y = np.empty((x.shape[0], geo.yh, geo.yw, k.shape[3]), x.dtype)
-    _conv_fwd(x, k, b, geo.sh, geo.sw, geo.pads[0], geo.pads[2], y)
+    if geo.sh != 1 or geo.sw != 1:
+        return _strided_forward(x, k, b, geo)
+    kh, kw, xc, yc = k.shape
+    y = np.empty((x.shape[0], geo.yh, geo.yw, yc), x.dtype)
+    wt = np.ascontiguousarray(k.transpose(2, 0, 1, 3)).reshape(xc * kh * kw, yc)  # tap order (ci, ky, kx)
+    _conv_fwd(x, wt, b, kh, kw, geo.pads[0], geo.pads[2], y)
     return y
 
 
 def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry):
     """g_y [mb, yh, yw, ychn] -> (g_x like x, g_k like k, g_b [ychn])."""
+    if geo.sh != 1 or geo.sw != 1:
+        return _strided_backward(g_y, x, k, geo)
     mb = x.shape[0]
+    kh, kw, xc, yc = k.shape
     g_x = np.empty_like(x)
-    gk_part = np.empty((mb,) + k.shape, x.dtype)
-    gb_part = np.empty((mb, k.shape[3]), x.dtype)
-    _conv_bwd(g_y, x, k, geo.sh, geo.sw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part)
+    gk_part = np.empty((mb, xc * kh * kw, yc), x.dtype)
+    gb_part = np.empty((mb, yc), x.dtype)
+    # flipped kernel in tap order (co, ky, kx): [yc*kh*kw, xc]
+    wt_flip = np.ascontiguousarray(k[::-1, ::-1].transpose(3, 0, 1, 2)).reshape(yc * kh * kw, xc)
+    _conv_bwd(g_y, x, wt_flip, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part)
     # fixed-order sums over the batch: the same bits whatever the thread schedule
-    return g_x, _sum_batch(gk_part.reshape(mb, -1)).reshape(k.shape), _sum_batch(gb_part)
+    g_k = _sum_batch(gk_part.reshape(mb, -1)).reshape(xc, kh, kw, yc).transpose(1, 2, 0, 3)
+    return g_x, np.ascontiguousarray(g_k), _sum_batch(gb_part)
 
 
-@njit(cache=True)
-def _sum_batch(part):
-    """part [mb, m] -> [m], adding images in order 0, 1, ... (deterministic)."""
-    out = part[0].copy()
-    for n in range(1, part.shape[0]):
-        for j in range(part.shape[1]):
-            out[j] += part[n, j]
-    return out
+def _strided_forward(x, k, b, geo):
+    """Stride > 1: parallel im2col gather, one sgemm, bias."""
+    cols = ext_regions(x, geo)
+    y = cols @ k.reshape(-1, k.shape[3])
+    y += b
+    return y.reshape(x.shape[0], geo.yh, geo.yw, k.shape[3])
+
+
+def _strided_backward(g_y, x, k, geo):
+    """Stride > 1: g_k = cols.T @ g, g_x = col2im(g @ k_flat.T), g_b = column sums."""
+    g = g_y.reshape(-1, k.shape[3])
+    k_flat = k.reshape(-1, k.shape[3])
+    g_k = (ext_regions(x, geo).T @ g).reshape(k.shape)
+    g_x = undo_ext_regions(np.ascontiguousarray(g @ k_flat.T), x.shape, geo)
+    return g_x, g_k, _sum_batch(g)
 
 
 # --------------------------------------------------------------------------
