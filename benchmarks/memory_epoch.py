@@ -1,0 +1,104 @@
+"""Peak memory of one SimpleConvNet training epoch, per backend (and PyTorch if installed).
+
+Each backend runs in its own fresh process so that peaks do not mix. A child
+builds ``--images`` synthetic 28x28x1 images (interpreter, numpy and the data
+are the "baseline"), trains one epoch at batch 100 with Adam, and reports its peak
+resident set size (``ru_maxrss``). "extra" = peak - baseline is what the
+library costs on top: its code and JIT, activations, im2col buffers, gradients
+and optimizer state.
+
+Usage::
+
+    python benchmarks/memory_epoch.py [--images 60000] [--backends numba numpy torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+
+CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import numpy as np
+    backend, images, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    def rss_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    rng = np.random.default_rng(0)
+    xs = rng.random((images, 28, 28, 1), dtype=np.float32)
+    labels = rng.integers(0, 10, images)
+    base = rss_mb()  # interpreter + numpy + the data, before any library code
+    if backend == "torch":
+        import torch
+        sys.path.insert(0, "benchmarks")
+        import torch_peers
+        torch.manual_seed(1)
+        model, loss_fn = torch_peers.simpleconvnet()
+        step = torch_peers.make_step(model, loss_fn, channels_last=True)
+        x_all = torch.from_numpy(xs).permute(0, 3, 1, 2)
+        t_all = torch.from_numpy(labels)
+        def run_batch(i):
+            step(x_all[i:i + batch].contiguous(memory_format=torch.channels_last), t_all[i:i + batch])
+    else:
+        from fastcnn import CnnModel
+        from fastcnn.datasets.base import ArrayDataset
+        from fastcnn.zoo import get_preset
+        ys = np.eye(10, dtype=np.float32)[labels]
+        ds = ArrayDataset("synthetic", xs[:300], ys[:300], "select", [str(i) for i in range(10)])
+        model = CnnModel("mem", ds, None, get_preset("simpleconvnet"), backend=backend, seed=1)
+        def run_batch(i):
+            _, _, grads = model.compute_step(xs[i:i + batch], ys[i:i + batch])
+            model.optimizer.update(model.params, grads)
+    run_batch(0)  # compile / warm up: counted in the peak, not in the epoch time
+    start = time.perf_counter()
+    for i in range(0, images - batch + 1, batch):
+        run_batch(i)
+    secs = time.perf_counter() - start
+    print(json.dumps({"backend": backend, "images": images, "baseline_mb": base,
+                      "peak_mb": rss_mb(), "epoch_s": secs}))
+    """
+)
+
+
+def measure(backend: str, images: int, batch: int) -> dict:
+    """Run one epoch in a fresh interpreter and return its memory figures."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, backend, str(images), str(batch)],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+        return {"backend": backend, "error": last}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=6000, help="images in the epoch (default 6000)")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--backends", nargs="+", default=["numba", "numpy", "torch"])
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    rows = [measure(b, args.images, args.batch) for b in args.backends]
+    print(f"SimpleConvNet, one epoch of {args.images} synthetic 28x28x1 images, batch {args.batch}\n")
+    print("| backend | baseline MB | peak MB | extra MB | epoch s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['backend']} | - | - | - | skipped: {r['error'][:60]} |")
+            continue
+        extra = r["peak_mb"] - r["baseline_mb"]
+        cells = (r["backend"], f"{r['baseline_mb']:.0f}", f"{r['peak_mb']:.0f}",
+                 f"{extra:.0f}", f"{r['epoch_s']:.1f}")
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
