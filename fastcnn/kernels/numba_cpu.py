@@ -20,6 +20,7 @@ file alone). Arguments arrive validated and C-contiguous from
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -28,6 +29,11 @@ from .shapes import ConvGeometry, PoolGeometry
 # reassoc lets LLVM vectorize the dot-product reductions of g_k; contract allows FMA.
 # No nnan/ninf: NaN and inf propagate as in NumPy.
 _FAST = {"reassoc", "contract"}
+
+
+def num_threads() -> int:
+    """Threads the parallel kernels run on (``NUMBA_NUM_THREADS``, default: every core)."""
+    return numba.get_num_threads()
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,133 @@
+"""Turn a pytest-benchmark JSON into a markdown ratio table and a bar chart.
+
+Usage: ``python benchmarks/report.py RESULTS.json [--out docs/] [--stat min|median]``
+
+Writes ``<out>/benchmark_table.md`` and ``<out>/benchmark_speedup.png`` and
+prints the table. Times of the reduced-batch backends (``better``, ``adhoc``)
+are scaled to the full batch with their ``extra_info['scale']``. Ratios are
+``other backend time / numba time`` on the same workload in the same run
+(> 1: numba is faster); forward+backward rows are in bold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+OTHERS = ("numpy", "torch", "better", "adhoc")
+PASS_ORDER = {"fwd": 0, "bwd": 1, "fwdbwd": 2}
+
+
+def load(path: Path, stat: str) -> tuple[dict, list, dict]:
+    """-> ({(op, workload, pass): {backend: seconds at full batch}}, reference rows, machine info)."""
+    doc = json.loads(path.read_text())
+    times: dict = {}
+    refs = []
+    for bench in doc["benchmarks"]:
+        info = bench.get("extra_info", {})
+        seconds = bench["stats"][stat]
+        if info.get("op") in ("conv", "pool"):
+            key = (info["op"], info["workload"], info["pass_"])
+            times.setdefault(key, {})[info["backend"]] = seconds * info.get("scale", 1.0)
+            times[key].setdefault("_threads", info.get("numba_threads"))
+            if info["backend"] == "numba" and "gflops" in info:
+                times[key]["_gflops"] = info["flops"] / seconds / 1e9
+        else:
+            refs.append((bench["name"], seconds, info))
+    return times, refs, doc.get("machine_info", {})
+
+
+def _ms(t):
+    return "-" if t is None else f"{t * 1e3:.2f}"
+
+
+def _ratio(t, base):
+    return "-" if t is None else f"{t / base:.1f}x"
+
+
+def table(times: dict) -> str:
+    """Markdown: one row per (op, workload, pass); times in ms at full batch; ratios vs numba."""
+    head = "| op | workload | pass | numba ms | " + " | ".join(f"{o} ms" for o in OTHERS)
+    head += " | " + " | ".join(f"{o}/numba" for o in OTHERS) + " | numba GFLOP/s |"
+    lines = [head, "|" + "---|" * (4 + 2 * len(OTHERS) + 1)]
+    for key in sorted(times, key=lambda k: (k[0], k[1], PASS_ORDER[k[2]])):
+        row = times[key]
+        base = row.get("numba")
+        if base is None:
+            continue
+        gf = row.get("_gflops")
+        cells = [key[0], key[1], key[2], _ms(base)]
+        cells += [_ms(row.get(o)) for o in OTHERS]
+        cells += [_ratio(row.get(o), base) for o in OTHERS]
+        cells += ["-" if gf is None else f"{gf:.0f}"]
+        if key[2] == "fwdbwd":
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def references(refs: list) -> str:
+    lines = []
+    nan = float("nan")
+    for _name, seconds, info in refs:
+        if info.get("op") == "sgemm":
+            m, n, k = info["shape"]
+            gflops = 2.0 * m * n * k / seconds / 1e9
+            lines.append(f"- sgemm {info['shape']} float32: {seconds * 1e3:.1f} ms = {gflops:.0f} GFLOP/s")
+        elif info.get("op") == "jit":
+            lines.append(
+                f"- numba first calls, {info['cache']} cache: {info.get('first_calls_s', nan):.2f} s "
+                f"(whole process {info.get('process_s', nan):.2f} s, "
+                f"import {info.get('import_s', nan):.2f} s)"
+            )
+    return "\n".join(lines)
+
+
+def chart(times: dict, path: Path) -> None:
+    """Bars of numpy/numba and torch/numba for forward+backward, log scale."""
+    keys = sorted(k for k in times if k[2] == "fwdbwd" and "numba" in times[k])
+    labels = [f"{op}\n{wid}" for op, wid, _ in keys]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(keys)), 4.5))
+    width = 0.38
+    for i, other in enumerate(("numpy", "torch")):
+        vals = [times[k][other] / times[k]["numba"] if other in times[k] else 0 for k in keys]
+        xs = [j + (i - 0.5) * width for j in range(len(keys))]
+        ax.bar(xs, vals, width, label=f"{other} time / numba time")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(keys)), labels, fontsize=7)
+    ax.set_ylabel("speedup of numba (x, log)")
+    ax.set_title("forward+backward: how many times faster numba is")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path, help="pytest-benchmark JSON (--benchmark-json)")
+    ap.add_argument("--out", type=Path, default=Path("docs"), help="directory for the table and chart")
+    ap.add_argument("--stat", default="min", choices=("min", "median", "mean"),
+                    help="statistic per benchmark (default min: least sensitive to other load)")
+    args = ap.parse_args(argv)
+    times, refs, machine = load(args.results, args.stat)
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = {row.get("_threads") for row in times.values()} - {None}
+    text = (
+        f"Statistic: {args.stat}; numba threads: {', '.join(map(str, sorted(threads))) or '?'}; "
+        f"cpu: {machine.get('cpu', {}).get('brand_raw', '?')}\n\n{table(times)}\n\n{references(refs)}\n"
+    )
+    (args.out / "benchmark_table.md").write_text(text)
+    chart(times, args.out / "benchmark_speedup.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
