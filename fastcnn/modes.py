@@ -12,9 +12,13 @@ import numpy as np
 EPS = 1e-7
 
 
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return np.exp(log_softmax(x))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -44,9 +48,9 @@ class Select(Mode):
     name = "select"
 
     def loss_grad(self, output, y):
-        p = softmax(output)
-        loss = -np.sum(y * np.log(p + EPS)) / len(output)
-        return float(loss), ((p - y) / len(output)).astype(output.dtype)
+        log_p = log_softmax(output)
+        loss = -np.sum(y * log_p) / len(output)
+        return float(loss), ((np.exp(log_p) - y) / len(output)).astype(output.dtype)
 
     def accuracy(self, output, y):
         return float(np.mean(np.argmax(output, axis=1) == np.argmax(y, axis=1)))

@@ -81,8 +81,10 @@ class Adam(Optimizer):
         for key, g in grads.items():
             m = self.m.setdefault(key, np.zeros_like(params[key]))
             v = self.v.setdefault(key, np.zeros_like(params[key]))
-            m += (1 - self.beta1) * (g - m)
-            v += (1 - self.beta2) * (g * g - v)
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * (g * g)
             params[key] -= lr_t * m / (np.sqrt(v) + self.eps)
 
 

@@ -75,6 +75,16 @@ def _check_args(epoch_count, batch_size, learning_rate, report):
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
 
 
+def _non_finite(cost: float, grads: dict) -> str:
+    """Why this step must not be applied ('' when cost and gradients are finite)."""
+    if not math.isfinite(cost):
+        return f"cost is {cost}"
+    for key, g in grads.items():
+        if not np.isfinite(g).all():
+            return f"the gradient of {key} is not finite (cost {cost:.4g})"
+    return ""
+
+
 def _show_progress(progress) -> bool:
     if progress is None:
         return bool(getattr(sys.stderr, "isatty", lambda: False)())
@@ -100,12 +110,13 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
             for n in range(batch_count):
                 x, y = ds.get_train_data(order[n * batch_size : (n + 1) * batch_size])
                 cost, acc, grads = model.compute_step(x, y)
-                if not math.isfinite(cost):
+                bad = _non_finite(cost, grads)
+                if bad:
                     raise TrainingDiverged(
                         f"Model {name}: training diverged at epoch {epoch}, batch {n + 1}/{batch_count}: "
-                        f"cost is {cost}. The learning rate ({learning_rate}) is probably too high or the "
-                        "input is not normalized (e.g. raw 0..255 pixels): lower learning_rate or scale "
-                        "the inputs to 0..1."
+                        f"{bad}. The learning rate ({learning_rate}) is probably too high or the input is "
+                        "not normalized (e.g. raw 0..255 pixels): lower learning_rate or scale the inputs "
+                        "to 0..1."
                     )
                 with _hold_interrupt():
                     model.optimizer.update(model.params, grads)
