@@ -17,15 +17,16 @@ import numpy as np
 
 from .train import TrainingDiverged
 
-#: ``fastcnn train`` defaults: the digits preset reaches test accuracy >= 0.97 in seconds
+#: ``fastcnn train`` defaults, set by measurement: the digits preset with Adam at 0.001, batch 32,
+#: reached test accuracy 0.970-0.985 over 10 seeds/splits after 30 epochs (about 3 s of training)
 DEFAULT_DATASET = "digits"
 #: dataset -> the ``fastcnn.zoo`` preset ``--model`` defaults to
 DEFAULT_MODELS = {"digits": "digits", "mnist": "simpleconvnet", "flowers": "flower", "office31": "office31"}
 DEFAULT_BACKEND = "numba"
-DEFAULT_EPOCHS = 10
+DEFAULT_EPOCHS = 30
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 0.001
-DEFAULT_REPORT = 2
+DEFAULT_REPORT = 5
 DEFAULT_SHOW = 3
 DEFAULT_SEED = 1
 DEFAULT_RESOLUTION = (96, 96)
