@@ -239,15 +239,16 @@ def _draw_plots(model, ds, history, before, run: Path, args) -> list[Path]:
         est = model.get_estimate(xs)
         path = run / "samples.png"
         written.append(viz.draw_samples(xs, est, ys, ds.target_names, path, mode=model.mode.name))
-    if args.show_maps and model.kernels:
-        # the model draws these while visualizing (plot_dir=run); draw them when it did not
-        if args.show == 0:
+    if args.show_maps:
+        if args.show == 0:  # the model draws these while visualizing (plot_dir=run); here it did not
             xs, _ = ds.get_validate_data(3)
             maps = []
             model.forward(xs, maps)
-            viz.draw_kernels(list(model.kernels), run / "kernels.png")
-            viz.draw_feature_maps(maps, run / "feature_maps.png")
-        written += [run / "kernels.png", run / "feature_maps.png"]
+            if model.kernels:
+                viz.draw_kernels(list(model.kernels), run / "kernels.png")
+            if maps:
+                viz.draw_feature_maps(maps, run / "feature_maps.png")
+        written += [p for p in (run / "kernels.png", run / "feature_maps.png") if p.is_file()]
     return written
 
 

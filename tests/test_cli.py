@@ -38,13 +38,15 @@ def test_train_writes_run_folder(tmp_path, capsys):
             assert img.format == "PNG"
 
 
-def test_train_show_maps_and_hconfig_file(tmp_path):
+@pytest.mark.parametrize("show", ["0", "1"])
+def test_train_show_maps_and_hconfig_file(tmp_path, show, capsys):
     config = tmp_path / "net.json"
     config.write_text(TINY)
     out = tmp_path / "run"
-    cli.main(["train", "--epochs", "0", "--hconfig", str(config), "--backend", "numpy", "--show", "0",
+    cli.main(["train", "--epochs", "0", "--hconfig", str(config), "--backend", "numpy", "--show", show,
               "--show-maps", "--out", str(out)])
-    assert {"kernels.png", "feature_maps.png"} <= {p.name for p in out.iterdir()}
+    assert {p.name for p in out.iterdir()} >= {"kernels.png", "feature_maps.png"}
+    assert "kernels.png, feature_maps.png" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
