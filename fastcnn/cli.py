@@ -414,3 +414,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("fastcnn: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # e.g. `fastcnn bench | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
