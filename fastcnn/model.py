@@ -161,6 +161,8 @@ class CnnModel:
 
     def exec_all(self, epoch_count=10, batch_size=10, learning_rate=0.001, report=0, show_cnt=3):
         """Train, test, then visualize ``show_cnt`` samples; returns ``(history, test_acc)``."""
+        if isinstance(show_cnt, bool) or not isinstance(show_cnt, (int, np.integer)) or show_cnt < 0:
+            raise ValueError(f"show_cnt must be an int >= 0, got {show_cnt!r}")
         history = self.train(epoch_count, batch_size, learning_rate, report)
         acc = self.test()
         if show_cnt > 0:
@@ -190,11 +192,14 @@ class CnnModel:
         except ImportError as exc:
             warnings.warn(f"show_maps: fastcnn.viz is unavailable ({exc}); no plots drawn", stacklevel=3)
             return []
+        if not maps:  # a model without conv or pooling layers has nothing to draw
+            return []
         self.plot_dir.mkdir(parents=True, exist_ok=True)
-        kernel_path, maps_path = self.plot_dir / "kernels.png", self.plot_dir / "feature_maps.png"
-        viz.draw_kernels(list(self.kernels), kernel_path)
-        viz.draw_feature_maps(maps, maps_path)
-        return [kernel_path, maps_path]
+        written = []
+        if self.kernels:
+            written.append(viz.draw_kernels(list(self.kernels), self.plot_dir / "kernels.png"))
+        written.append(viz.draw_feature_maps(maps, self.plot_dir / "feature_maps.png"))
+        return [Path(p) for p in written]
 
     def save_params(self, path) -> Path:
         """Write every parameter to ``path`` (.npz, atomically)."""

@@ -1,6 +1,8 @@
 """Ready-made hconfigs (hidden layers only; ``CnnModel`` adds the output layer).
 
-- ``digits``: the demo's small CNN for scikit-learn's 8x8x1 digits.
+- ``digits``: the demo's small CNN for scikit-learn's 8x8x1 digits; with
+  ``DEMO_TRAIN`` (Adam, 30 epochs, batch 32, lr 0.001, the CLI's defaults) it
+  reaches test accuracy >= 0.97 in a few seconds on the numba backend.
 - ``simpleconvnet``: Deep Learning from Scratch's SimpleConvNet for 28x28 MNIST
   (conv 30@5x5 valid, relu, max 2x2, affine 100, relu).
 - ``lenet``: LeNet-5 style (sigmoid, average-pooling subsampling) for 28x28 MNIST.
@@ -50,6 +52,9 @@ PRESETS: dict[str, list] = {
         ["avg", {"stride": 3}],
     ],
 }
+
+#: training settings of the digits demo (``CnnModel.exec_all`` / ``train`` keywords)
+DEMO_TRAIN = {"epoch_count": 30, "batch_size": 32, "learning_rate": 0.001}
 
 
 def get_preset(name: str) -> list:

@@ -14,10 +14,10 @@ from model_helpers import digits_dataset, tiny_dataset
 from fastcnn import CnnModel, TrainingDiverged
 from fastcnn.datasets.base import ArrayDataset
 from fastcnn.optim import SGD, Adam
-from fastcnn.zoo import get_preset
+from fastcnn.zoo import DEMO_TRAIN, get_preset
 
-#: the demo's defaults (also the CLI's): preset 'digits', numba, seed 1
-DEMO = {"epoch_count": 15, "batch_size": 32, "learning_rate": 0.002}
+#: the demo (and the CLI's defaults): preset 'digits', numba, seed 1, 30 epochs, batch 32, lr 0.001
+DEMO = DEMO_TRAIN
 
 SMALL = [["conv", {"ksize": 3, "chn": 4}], ["max", {"stride": 2}], 8]
 ACC = r"\d\.\d{3}"
@@ -250,3 +250,15 @@ def test_visualize_uses_the_dataset_printer(capsys):
     assert xs_shape == (2, 6, 6, 2) and est_shape == ans_shape == (2, 3)
     np.testing.assert_allclose(sums, 1.0, rtol=1e-5)  # probabilities, not logits
     assert capsys.readouterr().out == "Model p Visualization\n"
+
+
+def test_show_maps_without_conv_layers(tmp_path, capsys):
+    pytest.importorskip("fastcnn.viz")
+    pool_only = CnnModel("pool", tiny_dataset(n=80), None, [["max", {"stride": 2}], 4], show_maps=True,
+                         backend="numpy", seed=0, plot_dir=tmp_path)
+    assert [p.name for p in pool_only.visualize(2)] == ["feature_maps.png"]
+    flat = CnnModel("flat", tiny_dataset(n=80), None, [4], show_maps=True, backend="numpy",
+                    plot_dir=tmp_path / "f")
+    assert flat.visualize(2) == []
+    with pytest.raises(ValueError, match="show_cnt"):
+        flat.exec_all(1, 8, show_cnt=-1)
