@@ -16,16 +16,18 @@ from pathlib import Path
 import numpy as np
 
 from .train import TrainingDiverged
+from .zoo import DEMO_TRAIN
 
-#: ``fastcnn train`` defaults, set by measurement: the digits preset with Adam at 0.001, batch 32,
-#: reached test accuracy 0.970-0.985 over 10 seeds/splits after 30 epochs (about 3 s of training)
+#: ``fastcnn train`` defaults, set by measurement (one source: ``fastcnn.zoo.DEMO_TRAIN``): the digits
+#: preset with Adam at 0.001, batch 32, reached test accuracy 0.970-0.985 over 10 seeds/splits after
+#: 30 epochs (about 3 s of training on 2 cores)
 DEFAULT_DATASET = "digits"
 #: dataset -> the ``fastcnn.zoo`` preset ``--model`` defaults to
 DEFAULT_MODELS = {"digits": "digits", "mnist": "simpleconvnet", "flowers": "flower", "office31": "office31"}
 DEFAULT_BACKEND = "numba"
-DEFAULT_EPOCHS = 30
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_LEARNING_RATE = 0.001
+DEFAULT_EPOCHS = DEMO_TRAIN["epoch_count"]
+DEFAULT_BATCH_SIZE = DEMO_TRAIN["batch_size"]
+DEFAULT_LEARNING_RATE = DEMO_TRAIN["learning_rate"]
 DEFAULT_REPORT = 5
 DEFAULT_SHOW = 3
 DEFAULT_SEED = 1
