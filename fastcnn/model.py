@@ -146,8 +146,16 @@ class CnnModel:
               progress=None) -> History:
         """Train with the optimizer at ``learning_rate``; print a line every ``report`` epochs.
 
-        Returns the per-epoch ``History``. Ctrl-C stops cleanly (history so far,
-        ``interrupted=True``); a NaN/inf cost raises ``TrainingDiverged``.
+        Sets ``optimizer.lr = learning_rate`` (also for an optimizer object passed
+        in); its other state carries over between calls. Every epoch shuffles the
+        training split and runs ``train_count // batch_size`` steps, then scores
+        100 random validation samples. ``progress``: tqdm bar over the batches
+        (None: only when stderr is a terminal).
+
+        Returns the per-epoch ``History``. Ctrl-C stops cleanly (the parameters of
+        the last completed step, the history so far, ``interrupted=True``); a
+        NaN/inf cost or gradient raises ``TrainingDiverged`` before that step is
+        applied.
         """
         return run_training(self, epoch_count, batch_size, learning_rate, report, progress)
 
