@@ -418,9 +418,9 @@ def undo_ext_regions(cols: np.ndarray, x_shape, geo: ConvGeometry) -> np.ndarray
 # then the outputs are picked from h at the window starts i = ox*sw*xc + c.
 # With stride 2 half of h is wasted, but SIMD makes that far cheaper than
 # scalar per-pixel windows (measured: 4-5x for 2x2 max, see docs/benchmarks.md).
-# Max backward tasks are output rows (n, oy) where windows do not overlap
-# (stride >= window, the usual case): then every g_x row belongs to one task and
-# is written by it only. Overlapping windows fall back to one task per image.
+# Tasks are images (as elsewhere: a g_x image is owned by one thread, so
+# overlapping windows never race); per-row tasks measured slower, mostly from
+# allocating the row buffers per task.
 # Average pooling keeps per-pixel loops with channels innermost: its windows are
 # 3x3 with many channels, where the flat scheme (3x wasted columns) measured slower.
 
@@ -454,55 +454,51 @@ def _max_fwd(x, kh, kw, sh, sw, y):
     _, yh, yw, _ = y.shape
     rowlen = xw * xc
     span = ((yw - 1) * sw + 1) * xc  # flat positions where a window of the row starts
-    for t in prange(mb * yh):
-        n = t // yh
-        oy = t % yh
+    for n in prange(mb):
         xn = x[n].reshape(-1)
-        r0 = oy * sh * rowlen
-        h = xn[r0 : r0 + span].copy()
-        for ky in range(kh):
-            for kx in range(1 if ky == 0 else 0, kw):
-                d = r0 + ky * rowlen + kx * xc
-                _tap_max(h, xn[d : d + span])
-        out = y[n, oy].reshape(-1)
-        for ox in range(yw):
-            a = ox * sw * xc
-            j = ox * xc
-            for c in range(xc):
-                out[j + c] = h[a + c]
+        yn = y[n].reshape(-1)
+        h = np.empty(span, x.dtype)
+        for oy in range(yh):
+            r0 = oy * sh * rowlen
+            h[:] = xn[r0 : r0 + span]
+            for ky in range(kh):
+                for kx in range(1 if ky == 0 else 0, kw):
+                    d = r0 + ky * rowlen + kx * xc
+                    _tap_max(h, xn[d : d + span])
+            for ox in range(yw):
+                a = ox * sw * xc
+                j = (oy * yw + ox) * xc
+                for c in range(xc):
+                    yn[j + c] = h[a + c]
 
 
 @njit(parallel=True, cache=True)
 def _max_bwd(g_y, x, kh, kw, sh, sw, g_x):
     """Route g_y[n, oy, ox, c] to the first max (row-major in the window); overlaps add up."""
-    mb, xh, xw, xc = x.shape
+    mb, _, xw, xc = x.shape
     _, yh, yw, _ = g_y.shape
     rowlen = xw * xc
     span = ((yw - 1) * sw + 1) * xc
-    per = yh if kh > sh or kw > sw else 1  # output rows per task: all of an image if windows overlap
-    for t in prange(mb * yh // per):
-        n = t * per // yh
-        oy0 = t * per % yh
-        oy1 = oy0 + per
-        iy1 = xh if oy1 == yh else oy1 * sh  # the last row task also owns the dropped bottom rows
+    for n in prange(mb):  # one image per task: overlapping windows never race
         xn = x[n].reshape(-1)
         gx = g_x[n].reshape(-1)
-        gx[oy0 * sh * rowlen : iy1 * rowlen] = 0
+        gn = g_y[n].reshape(-1)
+        gx[:] = 0
+        h = np.empty(span, x.dtype)
         at = np.empty(span, np.int32)  # offset of the first max from the window start
-        for oy in range(oy0, oy1):
+        for oy in range(yh):
             r0 = oy * sh * rowlen
-            h = xn[r0 : r0 + span].copy()
+            h[:] = xn[r0 : r0 + span]
             at[:] = 0
             for ky in range(kh):
                 for kx in range(1 if ky == 0 else 0, kw):
                     off = ky * rowlen + kx * xc
                     _tap_argmax(h, at, xn[r0 + off : r0 + off + span], off)
-            g = g_y[n, oy].reshape(-1)
             for ox in range(yw):
                 a = ox * sw * xc
-                j = ox * xc
+                j = (oy * yw + ox) * xc
                 for c in range(xc):
-                    gx[r0 + a + c + at[a + c]] += g[j + c]
+                    gx[r0 + a + c + at[a + c]] += gn[j + c]
 
 
 @njit(parallel=True, cache=True)
