@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_common import SLOW_BACKENDS, SMALL_BATCH, conv_flops, data, run
 
 from fastcnn import kernels as K
 from fastcnn.kernels.shapes import conv_geometry, pool_geometry
@@ -50,35 +51,12 @@ POOL_WORKLOADS = {
     "n100-24x24x30-max2": ((100, 24, 24, 30), "max", 2),  # SimpleConvNet pool
 }
 
-#: backends timed on a reduced batch and scaled per image in the report
-SLOW_BACKENDS = {"better", "adhoc"}
-SMALL_BATCH = 1
 PASSES = ("fwd", "bwd", "fwdbwd")
-
-
-def conv_flops(x_shape, ksize: int, ychn: int, yh: int, yw: int) -> float:
-    """Multiply-adds x2 of one conv forward; backward is twice that (g_x and g_k)."""
-    return 2.0 * x_shape[0] * yh * yw * ksize * ksize * x_shape[3] * ychn
-
-
-def data(shape, seed: int = 0) -> np.ndarray:
-    """float32 normal samples: the dtype every backend trains in by default."""
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def run(benchmark, fn, *, rounds: int | None = None, warmup: bool = True):
-    """Time ``fn``: one untimed call first, then pytest-benchmark's calibrated loop.
-
-    ``rounds`` fixes the round count (pure-Python backends that take seconds).
-    Returns the median time in seconds.
-    """
-    if warmup:
-        fn()
-    if rounds is None:
-        benchmark(fn)
-    else:
-        benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
-    return benchmark.stats.stats.median
+#: pooling kind -> (forward, backward) of the kernel contract
+POOL_FUNCTIONS = {
+    "max": (K.max_pool_forward, K.max_pool_backward),
+    "avg": (K.avg_pool_forward, K.avg_pool_backward),
+}
 
 
 def _info(benchmark, backend, wid, op, pass_, x_shape, batch, numba_threads, torch_threads=None):
@@ -211,8 +189,7 @@ def test_pool(benchmark, wid, backend, pass_, numba_threads, request):
         torch_threads = torch.get_num_threads()
         fn = _torch_pool(torch, x, kind, size, pass_)
     else:
-        f = getattr(K, f"{kind}_pool_forward")
-        g = getattr(K, f"{kind}_pool_backward")
+        f, g = POOL_FUNCTIONS[kind]
         fwd = lambda: f(x, size, backend=backend)  # noqa: E731
         bwd = lambda: g(g_y, x, size, backend=backend)  # noqa: E731
         fn = {"fwd": fwd, "bwd": bwd, "fwdbwd": lambda: (fwd(), bwd())}[pass_]

@@ -7,6 +7,7 @@ parameter files in ``fastcnn.params_io``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from .hconfig import LayerSpec, parse_hconfigs
 from .layers import build_layers
 from .modes import make_mode
 from .optim import make_optimizer
+from .parallel import single_threaded_blas
 from .train import History, run_training
 
 DTYPES = ("float32", "float64")
@@ -99,6 +101,11 @@ class CnnModel:
             raise ValueError(f"input has shape {x.shape}; the model expects [mb, {expected}]")
         return x
 
+    def _threads(self):
+        """On the numba backend numba owns the cores: BLAS runs single-threaded
+        (see ``fastcnn.parallel``); other backends keep BLAS's own threads."""
+        return single_threaded_blas() if self.backend == "numba" else contextlib.nullcontext()
+
     def forward(self, x, maps: list | None = None):
         """Output layer values ``[mb, outputs]`` and every layer's aux (for backward).
 
@@ -106,11 +113,12 @@ class CnnModel:
         """
         auxes = []
         x = self._input(x)
-        for layer in self.layers:
-            x, aux = layer.forward(x)
-            auxes.append(aux)
-            if maps is not None and layer.makes_maps:
-                maps.append((layer.key, x))
+        with self._threads():
+            for layer in self.layers:
+                x, aux = layer.forward(x)
+                auxes.append(aux)
+                if maps is not None and layer.makes_maps:
+                    maps.append((layer.key, x))
         return x, auxes
 
     def compute_gradients(self, x, y):
@@ -118,9 +126,10 @@ class CnnModel:
         output, auxes = self.forward(x)
         loss, g = self.mode.loss_grad(output, np.asarray(y, dtype=self.dtype))
         grads = {}
-        for layer, aux in zip(reversed(self.layers), reversed(auxes), strict=True):
-            g, layer_grads = layer.backward(g, aux)
-            grads.update({f"{layer.key}/{n}": gv for n, gv in layer_grads.items()})
+        with self._threads():
+            for layer, aux in zip(reversed(self.layers), reversed(auxes), strict=True):
+                g, layer_grads = layer.backward(g, aux)
+                grads.update({f"{layer.key}/{n}": gv for n, gv in layer_grads.items()})
         return loss, grads, g, output
 
     def compute_step(self, x, y):
