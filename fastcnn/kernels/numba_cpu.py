@@ -295,20 +295,9 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part):
         _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
 
 
-# Stride 1 with many channels in and out goes to im2col + sgemm too: there the
-# GEMM's register blocking beats 4 taps x 2 channels per pass (measured on
-# 12 -> 24 channels, 3x3: 3.3 ms vs 4.7 ms fwd+bwd; on 6 -> 12 the direct kernel
-# is 2x faster, on 1 -> 30 and 3 -> 6 it is 2-4x faster).
-_GEMM_CHANNELS = 256  # xchn * ychn from which stride 1 uses im2col + sgemm
-
-
-def _use_gemm(k: np.ndarray, geo: ConvGeometry) -> bool:
-    return geo.sh != 1 or geo.sw != 1 or k.shape[2] * k.shape[3] >= _GEMM_CHANNELS
-
-
 def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """x [mb, xh, xw, xchn], k [kh, kw, xchn, ychn], b [ychn] -> y [mb, yh, yw, ychn]."""
-    if _use_gemm(k, geo):
+    if geo.sh != 1 or geo.sw != 1:
         return _strided_forward(x, k, b, geo)
     kh, kw, xc, yc = k.shape
     y = np.empty((x.shape[0], geo.yh, geo.yw, yc), x.dtype)
@@ -319,7 +308,7 @@ def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometr
 
 def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry):
     """g_y [mb, yh, yw, ychn] -> (g_x like x, g_k like k, g_b [ychn])."""
-    if _use_gemm(k, geo):
+    if geo.sh != 1 or geo.sw != 1:
         return _strided_backward(g_y, x, k, geo)
     mb = x.shape[0]
     kh, kw, xc, yc = k.shape
@@ -335,7 +324,7 @@ def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeom
 
 
 def _strided_forward(x, k, b, geo):
-    """Stride > 1 (or many channels): parallel im2col gather, one sgemm, bias."""
+    """Stride > 1: parallel im2col gather, one sgemm, bias."""
     cols = ext_regions(x, geo)
     y = cols @ k.reshape(-1, k.shape[3])
     y += b
@@ -343,7 +332,7 @@ def _strided_forward(x, k, b, geo):
 
 
 def _strided_backward(g_y, x, k, geo):
-    """Stride > 1 (or many channels): g_k = cols.T @ g, g_x = col2im(g @ k_flat.T), g_b = column sums."""
+    """Stride > 1: g_k = cols.T @ g, g_x = col2im(g @ k_flat.T), g_b = column sums."""
     g = g_y.reshape(-1, k.shape[3])
     k_flat = k.reshape(-1, k.shape[3])
     g_k = (ext_regions(x, geo).T @ g).reshape(k.shape)
