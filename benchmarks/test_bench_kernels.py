@@ -196,10 +196,27 @@ def test_pool(benchmark, wid, backend, pass_, numba_threads, request):
     _info(benchmark, backend, wid, "pool", pass_, x_shape, batch, numba_threads, torch_threads)
     t = run(benchmark, fn, rounds=3 if backend in SLOW_BACKENDS else None)
     benchmark.extra_info["per_image_s"] = t / batch
+    # bytes a pass must move at least: read x, write y (fwd); read g_y and x, write g_x (bwd)
+    x_bytes, y_bytes = x.nbytes, g_y.nbytes
+    fwd_bytes, bwd_bytes = x_bytes + y_bytes, 2 * x_bytes + y_bytes
+    moved = {"fwd": fwd_bytes, "bwd": bwd_bytes, "fwdbwd": fwd_bytes + bwd_bytes}[pass_]
+    benchmark.extra_info["bytes"] = moved
+    benchmark.extra_info["gbytes_per_s"] = moved / t / 1e9
+
+
+@pytest.mark.parametrize("wid", list(POOL_WORKLOADS))
+def test_copy(benchmark, wid, numba_threads):
+    """A plain array copy of a pool input: the memory bandwidth pooling is measured against."""
+    x = data(POOL_WORKLOADS[wid][0], 8)
+    out = np.empty_like(x)
+    benchmark.group = "reference copy"
+    t = run(benchmark, lambda: np.copyto(out, x))
+    benchmark.extra_info.update(op="copy", workload=wid, bytes=2 * x.nbytes,
+                                gbytes_per_s=2 * x.nbytes / t / 1e9, numba_threads=numba_threads)
 
 
 # --------------------------------------------------------------------------
-# reference points: machine sgemm, JIT cost
+# reference points: machine sgemm, memory copy, JIT cost
 # --------------------------------------------------------------------------
 
 

@@ -1,0 +1,143 @@
+"""Start-up cost and thread scaling of whole training steps, each in a fresh process.
+
+Start-up: wall time of ``import fastcnn`` plus building SimpleConvNet and its
+first training step (batch 100), with numba's cache cold (an empty
+``NUMBA_CACHE_DIR``) and warm (the same directory again).
+
+Scaling: training steps per second (forward, backward, Adam) of SimpleConvNet
+(batch 100, 28x28x1) and the seed's Office-31 model (batch 32, 96x96x3) with
+1 and 2 threads: ``NUMBA_NUM_THREADS`` for fastcnn, ``torch.set_num_threads``
+for PyTorch (skipped when it is not installed).
+
+Usage::
+
+    python benchmarks/startup_scaling.py [--steps 30] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+STARTUP_CHILD = textwrap.dedent(
+    """
+    import time
+    t0 = time.perf_counter()
+    import numpy as np
+    from fastcnn import CnnModel
+    from fastcnn.datasets.base import ArrayDataset
+    from fastcnn.zoo import get_preset
+    rng = np.random.default_rng(0)
+    xs = rng.random((100, 28, 28, 1), dtype=np.float32)
+    ys = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 100)]
+    ds = ArrayDataset("s", xs, ys, "select", [str(i) for i in range(10)], split=(1.0, 0.0))
+    model = CnnModel("s", ds, None, get_preset("simpleconvnet"), backend="numba", seed=1)
+    t1 = time.perf_counter()
+    _, _, grads = model.compute_step(xs, ys)
+    model.optimizer.update(model.params, grads)
+    t2 = time.perf_counter()
+    print(t1 - t0, t2 - t1, t2 - t0)
+    """
+)
+
+SCALING_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[4])
+    backend, wid, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    from test_bench_model import STEP_WORKLOADS, fastcnn_step, torch_step
+    batch = STEP_WORKLOADS[wid][2]
+    if backend == "torch":
+        import torch
+        torch.set_num_threads(int(sys.argv[5]))
+        step = torch_step(torch, wid, batch)
+    else:
+        step = fastcnn_step(wid, backend, batch)
+    step(); step()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter(); step(); times.append(time.perf_counter() - t)
+    times.sort()
+    print(1.0 / times[len(times) // 2])
+    """
+)
+
+
+def _python(code: str, *args: str, env: dict | None = None) -> str:
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, check=False)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+        raise RuntimeError(tail)
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def startup() -> list[dict]:
+    """Cold then warm cache: seconds to import + build, first step, total."""
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for label in ("cold cache", "warm cache"):
+            imp, first, total = map(float, _python(STARTUP_CHILD, env={"NUMBA_CACHE_DIR": cache}).split())
+            rows.append({"case": label, "import_build_s": imp, "first_step_s": first, "total_s": total})
+    return rows
+
+
+def scaling(steps: int) -> list[dict]:
+    """Median steps/s per workload, backend and thread count."""
+    from test_bench_model import STEP_WORKLOADS
+
+    rows = []
+    for wid in STEP_WORKLOADS:
+        for backend in ("numba", "torch"):
+            row = {"workload": wid, "backend": backend}
+            for threads in (1, 2):
+                env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+                try:
+                    out = _python(SCALING_CHILD, backend, wid, str(steps), str(HERE), str(threads), env=env)
+                    row[f"t{threads}"] = float(out)
+                except RuntimeError as err:
+                    row[f"t{threads}"] = None
+                    row["error"] = str(err)
+            rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per case (median)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(HERE))
+
+    start = startup()
+    print("Start-up: import fastcnn + SimpleConvNet + first training step (batch 100), fresh process\n")
+    print("| numba cache | import + build s | first step s | total s |")
+    print("| --- | ---: | ---: | ---: |")
+    for r in start:
+        print(f"| {r['case']} | {r['import_build_s']:.2f} | {r['first_step_s']:.2f} | {r['total_s']:.2f} |")
+
+    scale = scaling(args.steps)
+    print("\nThread scaling: training steps per second (median)\n")
+    print("| workload | backend | 1 thread | 2 threads | speedup |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for r in scale:
+        if r.get("t1") is None or r.get("t2") is None:
+            print(f"| {r['workload']} | {r['backend']} | - | - | skipped: {r.get('error', '')[:50]} |")
+            continue
+        speedup = r["t2"] / r["t1"]
+        print(f"| {r['workload']} | {r['backend']} | {r['t1']:.1f} | {r['t2']:.1f} | {speedup:.2f}x |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"startup": start, "scaling": scale}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
