@@ -21,7 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 OTHERS = ("numpy", "torch", "better", "adhoc")
-PASS_ORDER = {"fwd": 0, "bwd": 1, "fwdbwd": 2}
+PASS_ORDER = {"fwd": 0, "bwd": 1, "fwdbwd": 2, "fwdbwd+adam": 3}
+#: the headline passes: bold in the table, bars in the chart
+HEADLINE = ("fwdbwd", "fwdbwd+adam")
 
 
 def load(path: Path, stat: str) -> tuple[dict, list, dict]:
@@ -32,15 +34,26 @@ def load(path: Path, stat: str) -> tuple[dict, list, dict]:
     for bench in doc["benchmarks"]:
         info = bench.get("extra_info", {})
         seconds = bench["stats"][stat]
-        if info.get("op") in ("conv", "pool"):
+        if info.get("op") in ("conv", "pool", "step"):
             key = (info["op"], info["workload"], info["pass_"])
             times.setdefault(key, {})[info["backend"]] = seconds * info.get("scale", 1.0)
             times[key].setdefault("_threads", info.get("numba_threads"))
-            if info["backend"] == "numba" and "gflops" in info:
-                times[key]["_gflops"] = info["flops"] / seconds / 1e9
+            if info["backend"] == "numba":
+                times[key]["_rate"] = _rate(info, seconds)
         else:
             refs.append((bench["name"], seconds, info))
     return times, refs, doc.get("machine_info", {})
+
+
+def _rate(info: dict, seconds: float) -> str:
+    """numba's throughput in the unit that bounds the op: GFLOP/s, GB/s or steps/s."""
+    if "flops" in info:
+        return f"{info['flops'] / seconds / 1e9:.0f} GFLOP/s"
+    if "bytes" in info:
+        return f"{info['bytes'] / seconds / 1e9:.1f} GB/s"
+    if info.get("op") == "step":
+        return f"{1.0 / seconds:.1f} steps/s"
+    return "-"
 
 
 def _ms(t):
@@ -54,19 +67,18 @@ def _ratio(t, base):
 def table(times: dict) -> str:
     """Markdown: one row per (op, workload, pass); times in ms at full batch; ratios vs numba."""
     head = "| op | workload | pass | numba ms | " + " | ".join(f"{o} ms" for o in OTHERS)
-    head += " | " + " | ".join(f"{o}/numba" for o in OTHERS) + " | numba GFLOP/s |"
+    head += " | " + " | ".join(f"{o}/numba" for o in OTHERS) + " | numba rate |"
     lines = [head, "|" + "---|" * (4 + 2 * len(OTHERS) + 1)]
     for key in sorted(times, key=lambda k: (k[0], k[1], PASS_ORDER[k[2]])):
         row = times[key]
         base = row.get("numba")
         if base is None:
             continue
-        gf = row.get("_gflops")
         cells = [key[0], key[1], key[2], _ms(base)]
         cells += [_ms(row.get(o)) for o in OTHERS]
         cells += [_ratio(row.get(o), base) for o in OTHERS]
-        cells += ["-" if gf is None else f"{gf:.0f}"]
-        if key[2] == "fwdbwd":
+        cells += [row.get("_rate", "-")]
+        if key[2] in HEADLINE:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -80,6 +92,9 @@ def references(refs: list) -> str:
             m, n, k = info["shape"]
             gflops = 2.0 * m * n * k / seconds / 1e9
             lines.append(f"- sgemm {info['shape']} float32: {seconds * 1e3:.1f} ms = {gflops:.0f} GFLOP/s")
+        elif info.get("op") == "copy":
+            lines.append(f"- array copy {info['workload']}: {seconds * 1e3:.2f} ms = "
+                         f"{info['bytes'] / seconds / 1e9:.1f} GB/s (read + write)")
         elif info.get("op") == "jit":
             lines.append(
                 f"- numba first calls, {info['cache']} cache: {info.get('first_calls_s', nan):.2f} s "
@@ -91,7 +106,7 @@ def references(refs: list) -> str:
 
 def chart(times: dict, path: Path) -> None:
     """Bars of numpy/numba and torch/numba for forward+backward, log scale."""
-    keys = sorted(k for k in times if k[2] == "fwdbwd" and "numba" in times[k])
+    keys = sorted(k for k in times if k[2] in HEADLINE and "numba" in times[k])
     labels = [f"{op}\n{wid}" for op, wid, _ in keys]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(keys)), 4.5))
     width = 0.38
@@ -103,7 +118,7 @@ def chart(times: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xticks(range(len(keys)), labels, fontsize=7)
     ax.set_ylabel("speedup of numba (x, log)")
-    ax.set_title("forward+backward: how many times faster numba is")
+    ax.set_title("forward+backward (and whole training steps): how many times faster numba is")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
