@@ -16,6 +16,16 @@ from __future__ import annotations
 
 import copy
 
+#: the seed's Office-31 stack, also the book notebook's flower network
+SEED_THREE_CONV = [
+    ["conv", {"ksize": 3, "chn": 6}],
+    ["max", {"stride": 2}],
+    ["conv", {"ksize": 3, "chn": 12}],
+    ["max", {"stride": 2}],
+    ["conv", {"ksize": 3, "chn": 24}],
+    ["avg", {"stride": 3}],
+]
+
 PRESETS: dict[str, list] = {
     "digits": [
         ["conv", {"ksize": 3, "chn": 16}],
@@ -35,22 +45,8 @@ PRESETS: dict[str, list] = {
         ["full", {"width": 120, "actfunc": "sigmoid"}],
         ["full", {"width": 84, "actfunc": "sigmoid"}],
     ],
-    "flower": [
-        ["conv", {"ksize": 3, "chn": 6}],
-        ["max", {"stride": 2}],
-        ["conv", {"ksize": 3, "chn": 12}],
-        ["max", {"stride": 2}],
-        ["conv", {"ksize": 3, "chn": 24}],
-        ["avg", {"stride": 3}],
-    ],
-    "office31": [
-        ["conv", {"ksize": 3, "chn": 6}],
-        ["max", {"stride": 2}],
-        ["conv", {"ksize": 3, "chn": 12}],
-        ["max", {"stride": 2}],
-        ["conv", {"ksize": 3, "chn": 24}],
-        ["avg", {"stride": 3}],
-    ],
+    "flower": SEED_THREE_CONV,
+    "office31": SEED_THREE_CONV,
 }
 
 #: training settings of the digits demo (``CnnModel.exec_all`` / ``train`` keywords)
