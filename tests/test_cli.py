@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastcnn import cli
+from fastcnn import bench, cli
 
 TINY = '[["conv", {"ksize": 3, "chn": 2}], ["max", {"stride": 2}]]'
 TRAIN_FILES = {
@@ -86,13 +86,13 @@ def test_bench_quick_prints_table(capsys):
     table = [line for line in out.splitlines() if line.startswith("|")]
     head = "| workload | shape | numba ms | numpy ms | better ms | numpy / numba | better / numba |"
     assert table[0] == head
-    assert len(table) == 2 + len(cli.WORKLOADS)
+    assert len(table) == 2 + len(bench.WORKLOADS)
     assert "conv fwd (SimpleConvNet)" in out
 
 
 def test_format_table_marks_scaled_times():
     rows = [{"workload": "w", "shape": "s", "times": {"numba": (0.001, False), "adhoc": (0.5, True)}}]
-    text = cli.format_table(rows, ["numba", "adhoc"])
+    text = bench.format_table(rows, ["numba", "adhoc"])
     assert text.splitlines()[-1] == "| w | s | 1.00 | 500.00* | 500.0x |"
 
 
