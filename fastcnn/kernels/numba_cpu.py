@@ -295,6 +295,178 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part):
         _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
 
 
+# One input channel (SimpleConvNet: 1 -> 30, 5x5) gets its own backward. g_x as a
+# full correlation over 30 zero-padded g_y planes wastes ~1/3 of its work on the
+# padding and, with one output channel, cannot share loads across channels. Instead:
+# cols[t, p] = sum_co k[t, co] * g[co, p] is a small GEMM (taps x channels, 5 x 5
+# per pass: 10 vector loads + 5 stores per 25 FMAs), then g_x[q] = sum_t cols[t, q - off_t]
+# (col2im as a gather, 5 taps per pass). g_k uses 5 taps x 3 channels per pass
+# (15 accumulators in registers). Channel and tap counts are zero padded to the
+# block sizes, so no remainder loops.
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot5x3(g0, g1, g2, s0, s1, s2, s3, s4, acc):
+    """acc[3*t + c] = sum_p s_t[p] * g_c[p] for 5 taps t and 3 output channels c."""
+    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = acc[0] * 0
+    a30 = a31 = a32 = a40 = a41 = a42 = a00
+    for p in range(g0.shape[0]):
+        u = g0[p]
+        v = g1[p]
+        w = g2[p]
+        x0 = s0[p]
+        x1 = s1[p]
+        x2 = s2[p]
+        x3 = s3[p]
+        x4 = s4[p]
+        a00 += x0 * u
+        a01 += x0 * v
+        a02 += x0 * w
+        a10 += x1 * u
+        a11 += x1 * v
+        a12 += x1 * w
+        a20 += x2 * u
+        a21 += x2 * v
+        a22 += x2 * w
+        a30 += x3 * u
+        a31 += x3 * v
+        a32 += x3 * w
+        a40 += x4 * u
+        a41 += x4 * v
+        a42 += x4 * w
+    acc[0], acc[1], acc[2], acc[3], acc[4] = a00, a01, a02, a10, a11
+    acc[5], acc[6], acc[7], acc[8], acc[9] = a12, a20, a21, a22, a30
+    acc[10], acc[11], acc[12], acc[13], acc[14] = a31, a32, a40, a41, a42
+
+
+@njit(cache=True, fastmath=_FAST)
+def _mac5x5(i0, i1, i2, i3, i4, o0, o1, o2, o3, o4, w, first):
+    """o_c[p] (+)= sum_t w[t, c] * i_t[p], 5 inputs x 5 outputs; first: overwrite o."""
+    w00, w01, w02, w03, w04 = w[0, 0], w[0, 1], w[0, 2], w[0, 3], w[0, 4]
+    w10, w11, w12, w13, w14 = w[1, 0], w[1, 1], w[1, 2], w[1, 3], w[1, 4]
+    w20, w21, w22, w23, w24 = w[2, 0], w[2, 1], w[2, 2], w[2, 3], w[2, 4]
+    w30, w31, w32, w33, w34 = w[3, 0], w[3, 1], w[3, 2], w[3, 3], w[3, 4]
+    w40, w41, w42, w43, w44 = w[4, 0], w[4, 1], w[4, 2], w[4, 3], w[4, 4]
+    if first:
+        for p in range(o0.shape[0]):
+            a = i0[p]
+            b = i1[p]
+            c = i2[p]
+            d = i3[p]
+            e = i4[p]
+            o0[p] = w00 * a + w10 * b + w20 * c + w30 * d + w40 * e
+            o1[p] = w01 * a + w11 * b + w21 * c + w31 * d + w41 * e
+            o2[p] = w02 * a + w12 * b + w22 * c + w32 * d + w42 * e
+            o3[p] = w03 * a + w13 * b + w23 * c + w33 * d + w43 * e
+            o4[p] = w04 * a + w14 * b + w24 * c + w34 * d + w44 * e
+    else:
+        for p in range(o0.shape[0]):
+            a = i0[p]
+            b = i1[p]
+            c = i2[p]
+            d = i3[p]
+            e = i4[p]
+            o0[p] += w00 * a + w10 * b + w20 * c + w30 * d + w40 * e
+            o1[p] += w01 * a + w11 * b + w21 * c + w31 * d + w41 * e
+            o2[p] += w02 * a + w12 * b + w22 * c + w32 * d + w42 * e
+            o3[p] += w03 * a + w13 * b + w23 * c + w33 * d + w43 * e
+            o4[p] += w04 * a + w14 * b + w24 * c + w34 * d + w44 * e
+
+
+@njit(cache=True, fastmath=_FAST)
+def _sum5(o, s0, s1, s2, s3, s4):
+    """o += s0 + s1 + s2 + s3 + s4."""
+    for p in range(o.shape[0]):
+        o[p] += s0[p] + s1[p] + s2[p] + s3[p] + s4[p]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _vsum(v):
+    """sum(v) with reassociation (SIMD): the same bits on every call."""
+    s = v[0] * 0
+    for p in range(v.shape[0]):
+        s += v[p]
+    return s
+
+
+@njit(parallel=True, cache=True)
+def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part):
+    """Stride 1, one input channel, per image n: g_x[n], gk_part[n] [ntap5, ycp], gb_part[n].
+
+    wtap [ycp, ntap5] = k[ky, kx, 0, co] at [co, ky*kw + kx], zero padded to
+    ycp (a multiple of 15) channels and ntap5 (a multiple of 5) taps.
+    """
+    mb = x.shape[0]
+    _, yh, yw, yc = g_y.shape
+    ycp, ntap5 = wtap.shape
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    L = yh * wp  # output pixels of one frame (columns ox >= yw are zero in g)
+    M = hp * wp  # g_x frame
+    offs = np.zeros(ntap5, np.int64)  # padding taps read offset 0 (their sums are dropped / zero)
+    for ky in range(kh):
+        for kx in range(kw):
+            offs[ky * kw + kx] = ky * wp + kx
+    pad = (kh - 1) * wp + kw - 1  # largest offset
+    for n in prange(mb):
+        xs = np.empty((1, hp + 1, wp), x.dtype)
+        _to_planar(x, n, pt, pl, xs)
+        xf = xs.reshape(-1)
+        gw = np.empty((ycp, yh, wp), x.dtype)
+        _to_planar(g_y, n, 0, 0, gw[:yc])
+        gw[yc:] = 0
+        g2 = gw.reshape(ycp, L)
+        for co in range(yc):
+            gb_part[n, co] = _vsum(g2[co])
+        # g_k: 5 taps x 3 channels per pass over the frame
+        gk = gk_part[n]
+        acc = np.empty(15, x.dtype)
+        for j in range(0, ntap5, 5):
+            d0, d1, d2, d3, d4 = offs[j], offs[j + 1], offs[j + 2], offs[j + 3], offs[j + 4]
+            for co in range(0, ycp, 3):
+                _dot5x3(g2[co], g2[co + 1], g2[co + 2], xf[d0 : d0 + L], xf[d1 : d1 + L],
+                        xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                for t in range(5):
+                    for c in range(3):
+                        gk[j + t, co + c] = acc[3 * t + c]
+        # g_x: cols = GEMM over channels, then col2im as a gather
+        cols = np.empty((ntap5, pad + M), x.dtype)
+        for t in range(ntap5):
+            cols[t, :pad] = 0
+            cols[t, pad + L :] = 0
+        for t in range(0, ntap5, 5):
+            for co in range(0, ycp, 5):
+                _mac5x5(g2[co], g2[co + 1], g2[co + 2], g2[co + 3], g2[co + 4],
+                        cols[t, pad : pad + L], cols[t + 1, pad : pad + L], cols[t + 2, pad : pad + L],
+                        cols[t + 3, pad : pad + L], cols[t + 4, pad : pad + L],
+                        wtap[co : co + 5, t : t + 5], co == 0)
+        out = np.zeros((1, M), x.dtype)
+        o = out[0]
+        for t in range(0, ntap5, 5):  # out[q] += cols[t, pad + q - off_t]; padding taps add zero rows
+            a0, a1, a2 = pad - offs[t], pad - offs[t + 1], pad - offs[t + 2]
+            a3, a4 = pad - offs[t + 3], pad - offs[t + 4]
+            _sum5(o, cols[t, a0 : a0 + M], cols[t + 1, a1 : a1 + M], cols[t + 2, a2 : a2 + M],
+                  cols[t + 3, a3 : a3 + M], cols[t + 4, a4 : a4 + M])
+        _from_frame(out, wp, pt, pl, g_x, n)
+
+
+def _backward_c1(g_y, x, k, geo):
+    """conv2d_backward for one input channel, stride 1 (see _conv_bwd_c1)."""
+    mb = x.shape[0]
+    kh, kw, _, yc = k.shape
+    ntap = kh * kw
+    ycp = -(-yc // 15) * 15
+    ntap5 = -(-ntap // 5) * 5
+    wtap = np.zeros((ycp, ntap5), x.dtype)
+    wtap[:yc, :ntap] = k.reshape(ntap, yc).T
+    g_x = np.empty_like(x)
+    gk_part = np.empty((mb, ntap5, ycp), x.dtype)
+    gb_part = np.empty((mb, yc), x.dtype)
+    _conv_bwd_c1(g_y, x, wtap, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part)
+    g_k = _sum_batch(gk_part.reshape(mb, -1)).reshape(ntap5, ycp)[:ntap, :yc]
+    return g_x, np.ascontiguousarray(g_k).reshape(k.shape), _sum_batch(gb_part)
+
+
 def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """x [mb, xh, xw, xchn], k [kh, kw, xchn, ychn], b [ychn] -> y [mb, yh, yw, ychn]."""
     if geo.sh != 1 or geo.sw != 1:
@@ -310,6 +482,8 @@ def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeom
     """g_y [mb, yh, yw, ychn] -> (g_x like x, g_k like k, g_b [ychn])."""
     if geo.sh != 1 or geo.sw != 1:
         return _strided_backward(g_y, x, k, geo)
+    if x.shape[3] == 1:
+        return _backward_c1(g_y, x, k, geo)
     mb = x.shape[0]
     kh, kw, xc, yc = k.shape
     g_x = np.empty_like(x)
