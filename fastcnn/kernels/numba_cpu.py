@@ -450,6 +450,72 @@ def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part):
         _from_frame(out, wp, pt, pl, g_x, n)
 
 
+@njit(cache=True, fastmath=_FAST)
+def _corr5(src, offs, wt, bias, out):
+    """As _corr with 5 taps x 5 output channels per pass; offs [ntap5], wt [ntap5, ycp], out [ycp, L].
+
+    Tap and channel counts are padded to multiples of 5 (zero weights, offset 0).
+    """
+    ntap5, ycp = wt.shape
+    length = out.shape[1]
+    for p0 in range(0, length, _BLOCK):
+        n = min(_BLOCK, length - p0)
+        for co in range(0, ycp, 5):
+            o0 = out[co, p0 : p0 + n]
+            o1 = out[co + 1, p0 : p0 + n]
+            o2 = out[co + 2, p0 : p0 + n]
+            o3 = out[co + 3, p0 : p0 + n]
+            o4 = out[co + 4, p0 : p0 + n]
+            for j in range(0, ntap5, 5):
+                d0, d1, d2 = offs[j] + p0, offs[j + 1] + p0, offs[j + 2] + p0
+                d3, d4 = offs[j + 3] + p0, offs[j + 4] + p0
+                _mac5x5(src[d0 : d0 + n], src[d1 : d1 + n], src[d2 : d2 + n], src[d3 : d3 + n],
+                        src[d4 : d4 + n], o0, o1, o2, o3, o4, wt[j : j + 5, co : co + 5], j == 0)
+            for c in range(5):
+                if co + c < bias.shape[0]:
+                    _add_scalar(out[co + c, p0 : p0 + n], bias[co + c])
+
+
+@njit(cache=True, fastmath=_FAST)
+def _add_scalar(o, v):
+    """o += v."""
+    for p in range(o.shape[0]):
+        o[p] += v
+
+
+@njit(parallel=True, cache=True)
+def _conv_fwd5(x, offs, wt, b, kh, kw, pt, pl, y):
+    """_conv_fwd with the 5 x 5 blocked correlation (offs/wt padded, see _corr5)."""
+    mb, _, _, xc = x.shape
+    ycp = wt.shape[1]
+    _, yh, yw, _ = y.shape
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    for n in prange(mb):
+        xs = np.empty((xc, hp + 1, wp), x.dtype)
+        _to_planar(x, n, pt, pl, xs)
+        out = np.empty((ycp, yh * wp), y.dtype)
+        _corr5(xs.reshape(-1), offs, wt, b, out)
+        _from_frame(out, wp, 0, 0, y, n)
+
+
+def _forward5(x, k, b, geo):
+    """conv2d_forward, stride 1, through _conv_fwd5."""
+    kh, kw, xc, yc = k.shape
+    ntap = xc * kh * kw
+    ntap5 = -(-ntap // 5) * 5
+    ycp = -(-yc // 5) * 5
+    wt = np.zeros((ntap5, ycp), x.dtype)
+    wt[:ntap, :yc] = k.transpose(2, 0, 1, 3).reshape(ntap, yc)  # tap order (ci, ky, kx)
+    hp = geo.yh + kh - 1
+    wp = geo.yw + kw - 1
+    offs = np.zeros(ntap5, np.int64)
+    offs[:ntap] = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+    y = np.empty((x.shape[0], geo.yh, geo.yw, yc), x.dtype)
+    _conv_fwd5(x, offs, wt, b, kh, kw, geo.pads[0], geo.pads[2], y)
+    return y
+
+
 def _backward_c1(g_y, x, k, geo):
     """conv2d_backward for one input channel, stride 1 (see _conv_bwd_c1)."""
     mb = x.shape[0]
@@ -467,10 +533,16 @@ def _backward_c1(g_y, x, k, geo):
     return g_x, np.ascontiguousarray(g_k).reshape(k.shape), _sum_batch(gb_part)
 
 
+def _FWD5(xc, yc):
+    return xc == 1
+
+
 def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """x [mb, xh, xw, xchn], k [kh, kw, xchn, ychn], b [ychn] -> y [mb, yh, yw, ychn]."""
     if geo.sh != 1 or geo.sw != 1:
         return _strided_forward(x, k, b, geo)
+    if _FWD5(x.shape[3], k.shape[3]):
+        return _forward5(x, k, b, geo)
     kh, kw, xc, yc = k.shape
     y = np.empty((x.shape[0], geo.yh, geo.yw, yc), x.dtype)
     wt = np.ascontiguousarray(k.transpose(2, 0, 1, 3)).reshape(xc * kh * kw, yc)  # tap order (ci, ky, kx)
