@@ -17,9 +17,10 @@ import numpy as np
 from . import kernels, params_io
 from . import report as rep
 from .hconfig import LayerSpec, parse_hconfigs
+from .heap import retain_freed_buffers
 from .layers import build_layers
 from .modes import make_mode
-from .optim import make_optimizer
+from .optim import Adam, make_optimizer
 from .parallel import single_threaded_blas
 from .train import History, run_training
 
@@ -71,6 +72,7 @@ class CnnModel:
         if init not in INITS and (isinstance(init, (str, bool)) or not isinstance(init, (int, float))
                                   or not init > 0):
             raise ValueError(f"init must be 'he', 'seed' or a positive float std, got {init!r}")
+        retain_freed_buffers()  # no fresh pages per training step (see fastcnn.heap)
         self.name, self.dataset, self.show_maps = name, dataset, bool(show_maps)
         self.backend, self.dtype, self.seed = backend, np.dtype(dtype), seed
         self.mode = make_mode(mode, dataset)
@@ -83,6 +85,8 @@ class CnnModel:
         #: flat view of every parameter array, keyed ``layer03_conv/k`` (same arrays as the layers')
         self.params = {f"{layer.key}/{n}": a for layer in self.layers for n, a in layer.params.items()}
         self.optimizer = make_optimizer(optimizer, use_adam)
+        if isinstance(self.optimizer, Adam):
+            self.optimizer.step_fn = kernels.get_backend(backend).adam_update
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{la.spec.type}{list(la.output_shape)}" for la in self.layers)
@@ -121,20 +125,25 @@ class CnnModel:
                     maps.append((layer.key, x))
         return x, auxes
 
-    def compute_gradients(self, x, y):
-        """``(loss, grads, g_x, output)``: grads keyed like ``params``, ``g_x`` like ``x``."""
+    def compute_gradients(self, x, y, *, input_grad: bool = True):
+        """``(loss, grads, g_x, output)``: grads keyed like ``params``, ``g_x`` like ``x``.
+
+        ``input_grad=False`` lets the first layer skip the gradient of the input
+        (``g_x`` is then None): training never needs it.
+        """
         output, auxes = self.forward(x)
         loss, g = self.mode.loss_grad(output, np.asarray(y, dtype=self.dtype))
         grads = {}
         with self._threads():
-            for layer, aux in zip(reversed(self.layers), reversed(auxes), strict=True):
-                g, layer_grads = layer.backward(g, aux)
+            for i in reversed(range(len(self.layers))):
+                layer = self.layers[i]
+                g, layer_grads = layer.backward(g, auxes[i], input_grad=input_grad or i > 0)
                 grads.update({f"{layer.key}/{n}": gv for n, gv in layer_grads.items()})
         return loss, grads, g, output
 
     def compute_step(self, x, y):
         """One training step without the update: ``(cost, batch accuracy, grads)``."""
-        loss, grads, _, output = self.compute_gradients(x, y)
+        loss, grads, _, output = self.compute_gradients(x, y, input_grad=False)
         return loss, self.mode.accuracy(output, y), grads
 
     def predict(self, x) -> np.ndarray:

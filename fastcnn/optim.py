@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import elementwise
+
 
 class Optimizer:
     """Base: a learning rate and an in-place ``update``."""
@@ -74,6 +76,8 @@ class Adam(Optimizer):
         self.iter = 0
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
+        #: the elementwise step; ``CnnModel`` swaps in its backend's (numba: one fused pass)
+        self.step_fn = elementwise.adam_update
 
     def update(self, params, grads):
         self.iter += 1
@@ -81,11 +85,7 @@ class Adam(Optimizer):
         for key, g in grads.items():
             m = self.m.setdefault(key, np.zeros_like(params[key]))
             v = self.v.setdefault(key, np.zeros_like(params[key]))
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * (g * g)
-            params[key] -= lr_t * m / (np.sqrt(v) + self.eps)
+            self.step_fn(params[key], g, m, v, lr_t, self.beta1, self.beta2, self.eps)
 
 
 #: name -> optimizer class (the seed's ``optimizer_class_dict``)

@@ -390,3 +390,22 @@ def test_backends_agree(random_array, dtype):
             np.testing.assert_allclose(
                 value, reference[what], err_msg=f"{name} vs numpy: {what}", **TOL[dtype]
             )
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "stride", "padding"),
+    [((2, 7, 6, 1), (5, 4), 1, "valid"), ((2, 7, 6, 3), (3, 3), 1, "same"), ((1, 8, 7, 2), (2, 3), 2, 1)],
+    ids=["one-channel", "multi-channel", "strided"],
+)
+def test_conv_backward_without_input_grad(any_backend, x_shape, kernel, stride, padding):
+    """input_grad=False returns g_x None and the very same g_k, g_b (every code path)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    k = rng.standard_normal((*kernel, x_shape[3], 4)).astype(np.float32)
+    y = K.conv2d_forward(x, k, np.zeros(4, np.float32), stride, padding, backend=any_backend)
+    g_y = rng.standard_normal(y.shape).astype(np.float32)
+    full = K.conv2d_backward(g_y, x, k, stride, padding, backend=any_backend)
+    g_x, g_k, g_b = K.conv2d_backward(g_y, x, k, stride, padding, input_grad=False, backend=any_backend)
+    assert g_x is None and full[0] is not None
+    np.testing.assert_array_equal(g_k, full[1])
+    np.testing.assert_array_equal(g_b, full[2])

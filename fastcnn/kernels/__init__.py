@@ -43,13 +43,16 @@ DEFAULT_BACKEND = "numba"
 #: The internal functions every backend module defines. Arrays arrive
 #: C-contiguous with one float dtype; geometry arrives resolved.
 #:   conv2d_forward(x, k, b, geo: ConvGeometry) -> y [mb, yh, yw, ychn]
-#:   conv2d_backward(g_y, x, k, geo: ConvGeometry) -> (g_x, g_k, g_b)
+#:   conv2d_backward(g_y, x, k, geo: ConvGeometry, input_grad=True) -> (g_x or None, g_k, g_b)
 #:   max_pool_forward(x, geo: PoolGeometry) -> y
 #:   max_pool_backward(g_y, x, geo: PoolGeometry) -> g_x   (ties: first max)
 #:   avg_pool_forward(x, geo: PoolGeometry) -> y
 #:   avg_pool_backward(g_y, x, geo: PoolGeometry) -> g_x
 #:   ext_regions(x, geo: ConvGeometry) -> cols [mb*yh*yw, kh*kw*xchn]
 #:   undo_ext_regions(cols, x_shape, geo: ConvGeometry) -> g_x [mb, xh, xw, xchn]
+#: and three elementwise steps the layers and Adam call around them (NumPy in
+#: ``elementwise.py``, fused and parallel in the numba backend):
+#:   relu_inplace(x) -> x;  relu_backward(g_y, y) -> g;  adam_update(p, g, m, v, lr_t, b1, b2, eps)
 BACKEND_FUNCTIONS = (
     "conv2d_forward",
     "conv2d_backward",
@@ -59,6 +62,9 @@ BACKEND_FUNCTIONS = (
     "avg_pool_backward",
     "ext_regions",
     "undo_ext_regions",
+    "relu_inplace",
+    "relu_backward",
+    "adam_update",
 )
 
 _loaded: dict[str, ModuleType] = {}
@@ -158,14 +164,20 @@ def conv2d_forward(x, k, b, stride=1, padding="same", *, backend: str = DEFAULT_
     return impl.conv2d_forward(x, k, b, geo)
 
 
-def conv2d_backward(g_y, x, k, stride=1, padding="same", *, backend: str = DEFAULT_BACKEND):
-    """Gradients of ``conv2d_forward``: returns ``(g_x, g_k, g_b)``."""
+def conv2d_backward(g_y, x, k, stride=1, padding="same", *, input_grad: bool = True,
+                    backend: str = DEFAULT_BACKEND):
+    """Gradients of ``conv2d_forward``: returns ``(g_x, g_k, g_b)``.
+
+    ``input_grad=False`` skips ``g_x`` (returned as None): a model's first layer
+    never needs the gradient of its input, and on one-channel inputs it is a
+    third of the backward's work.
+    """
     impl = get_backend(backend)
     x = _x(x)
     k = _kernel(k, x)
     geo = _conv_geo(x.shape, k.shape[0], k.shape[1], stride, padding)
     g_y = _grad(g_y, x, (x.shape[0], geo.yh, geo.yw, k.shape[3]))
-    return impl.conv2d_backward(g_y, x, k, geo)
+    return impl.conv2d_backward(g_y, x, k, geo, bool(input_grad))
 
 
 def max_pool_forward(x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .elementwise import adam_update, relu_backward, relu_inplace  # noqa: F401  (shared NumPy steps)
 from .shapes import ConvGeometry, PoolGeometry
 
 
@@ -48,8 +49,8 @@ def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometr
 
 
 def conv2d_backward(
-    g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward` by the same seven loops.
 
     Every product ``k[i, j, xm, ym] * x[n, rx, cx, xm]`` of the forward pass
@@ -82,7 +83,7 @@ def conv2d_backward(
                                 g_k[i, j, xm, ym] += x[n, rx, cx, xm] * g
                                 g_x[n, rx, cx, xm] += k[i, j, xm, ym] * g
 
-    return g_x, g_k, g_b
+    return (g_x if input_grad else None), g_k, g_b
 
 
 def _first_max(x: np.ndarray, n: int, r0: int, c0: int, ch: int, geo: PoolGeometry) -> tuple[int, int]:

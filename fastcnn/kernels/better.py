@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .elementwise import adam_update, relu_backward, relu_inplace  # noqa: F401  (shared NumPy steps)
 from .shapes import ConvGeometry, PoolGeometry
 
 
@@ -48,8 +49,8 @@ def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometr
 
 
 def conv2d_backward(
-    g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward`, one output pixel at a time.
 
     For output pixel ``(n, r, c)`` with window ``w`` (flattened, length
@@ -76,7 +77,7 @@ def conv2d_backward(
 
     g_x = g_x_ext[:, top : top + xh, left : left + xw, :].copy()
     g_b = g_y.sum(axis=(0, 1, 2))
-    return g_x, g_k_flat.reshape(k.shape), g_b
+    return (g_x if input_grad else None), g_k_flat.reshape(k.shape), g_b
 
 
 def _window(geo: PoolGeometry, r: int, c: int) -> tuple[slice, slice]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .elementwise import adam_update, relu_backward, relu_inplace  # noqa: F401  (shared NumPy steps)
 from .shapes import ConvGeometry, PoolGeometry
 
 
@@ -87,8 +88,8 @@ def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometr
 
 
 def conv2d_backward(
-    g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of ``x_flat @ k_flat + b`` as matrix products.
 
     G_k_flat = x_flat.T @ G_flat, G_x_flat = G_flat @ k_flat.T (then col2im),
@@ -100,9 +101,11 @@ def conv2d_backward(
     g_flat = g_y.reshape([-1, ychn])
 
     g_k_flat = np.matmul(x_flat.T, g_flat)
-    g_x_flat = np.matmul(g_flat, k_flat.T)
     g_b = g_flat.sum(axis=0)
+    if not input_grad:
+        return None, g_k_flat.reshape(k.shape), g_b
 
+    g_x_flat = np.matmul(g_flat, k_flat.T)
     g_x = undo_ext_regions(g_x_flat, x.shape, geo)
     return g_x, g_k_flat.reshape(k.shape), g_b
 

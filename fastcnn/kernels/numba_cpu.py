@@ -262,7 +262,7 @@ def _conv_fwd(x, wt, b, kh, kw, pt, pl, y):
 
 
 @njit(parallel=True, cache=True)
-def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part):
+def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad):
     """Stride 1, per image n: g_x[n], and partial sums gk_part[n] [xc*kh*kw, yc], gb_part[n].
 
     g_x is the full correlation of g_y with the flipped kernel, in tap order
@@ -288,6 +288,8 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part):
         for co in range(yc):
             gb_part[n, co] = gw2[co].sum()
         _corr_grad(xs.reshape(-1), offs_x, gw2, gk_part[n])
+        if not input_grad:
+            continue
         gq = np.empty((yc, hq + 1, wq), x.dtype)
         _to_planar(g_y, n, kh - 1, kw - 1, gq)
         out = np.empty((xc, hp * wq), x.dtype)
@@ -390,7 +392,7 @@ def _vsum(v):
 
 
 @njit(parallel=True, cache=True)
-def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part):
+def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad):
     """Stride 1, one input channel, per image n: g_x[n], gk_part[n] [ntap5, ycp], gb_part[n].
 
     wtap [ycp, ntap5] = k[ky, kx, 0, co] at [co, ky*kw + kx], zero padded to
@@ -429,6 +431,8 @@ def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part):
                 for t in range(5):
                     for c in range(3):
                         gk[j + t, co + c] = acc[3 * t + c]
+        if not input_grad:
+            continue
         # g_x: cols = GEMM over channels, then col2im as a gather
         cols = np.empty((ntap5, pad + M), x.dtype)
         for t in range(ntap5):
@@ -516,7 +520,7 @@ def _forward5(x, k, b, geo):
     return y
 
 
-def _backward_c1(g_y, x, k, geo):
+def _backward_c1(g_y, x, k, geo, input_grad):
     """conv2d_backward for one input channel, stride 1 (see _conv_bwd_c1)."""
     mb = x.shape[0]
     kh, kw, _, yc = k.shape
@@ -525,12 +529,12 @@ def _backward_c1(g_y, x, k, geo):
     ntap5 = -(-ntap // 5) * 5
     wtap = np.zeros((ycp, ntap5), x.dtype)
     wtap[:yc, :ntap] = k.reshape(ntap, yc).T
-    g_x = np.empty_like(x)
+    g_x = np.empty_like(x) if input_grad else np.empty((1, 1, 1, 1), x.dtype)
     gk_part = np.empty((mb, ntap5, ycp), x.dtype)
     gb_part = np.empty((mb, yc), x.dtype)
-    _conv_bwd_c1(g_y, x, wtap, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part)
+    _conv_bwd_c1(g_y, x, wtap, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad)
     g_k = _sum_batch(gk_part.reshape(mb, -1)).reshape(ntap5, ycp)[:ntap, :yc]
-    return g_x, np.ascontiguousarray(g_k).reshape(k.shape), _sum_batch(gb_part)
+    return (g_x if input_grad else None), np.ascontiguousarray(g_k).reshape(k.shape), _sum_batch(gb_part)
 
 
 def _FWD5(xc, yc):
@@ -550,23 +554,24 @@ def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometr
     return y
 
 
-def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry):
-    """g_y [mb, yh, yw, ychn] -> (g_x like x, g_k like k, g_b [ychn])."""
+def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry,
+                    input_grad: bool = True):
+    """g_y [mb, yh, yw, ychn] -> (g_x like x or None without input_grad, g_k like k, g_b [ychn])."""
     if geo.sh != 1 or geo.sw != 1:
-        return _strided_backward(g_y, x, k, geo)
+        return _strided_backward(g_y, x, k, geo, input_grad)
     if x.shape[3] == 1:
-        return _backward_c1(g_y, x, k, geo)
+        return _backward_c1(g_y, x, k, geo, input_grad)
     mb = x.shape[0]
     kh, kw, xc, yc = k.shape
-    g_x = np.empty_like(x)
+    g_x = np.empty_like(x) if input_grad else np.empty((1, 1, 1, 1), x.dtype)
     gk_part = np.empty((mb, xc * kh * kw, yc), x.dtype)
     gb_part = np.empty((mb, yc), x.dtype)
     # flipped kernel in tap order (co, ky, kx): [yc*kh*kw, xc]
     wt_flip = np.ascontiguousarray(k[::-1, ::-1].transpose(3, 0, 1, 2)).reshape(yc * kh * kw, xc)
-    _conv_bwd(g_y, x, wt_flip, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part)
+    _conv_bwd(g_y, x, wt_flip, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad)
     # fixed-order sums over the batch: the same bits whatever the thread schedule
     g_k = _sum_batch(gk_part.reshape(mb, -1)).reshape(xc, kh, kw, yc).transpose(1, 2, 0, 3)
-    return g_x, np.ascontiguousarray(g_k), _sum_batch(gb_part)
+    return (g_x if input_grad else None), np.ascontiguousarray(g_k), _sum_batch(gb_part)
 
 
 def _strided_forward(x, k, b, geo):
@@ -577,11 +582,13 @@ def _strided_forward(x, k, b, geo):
     return y.reshape(x.shape[0], geo.yh, geo.yw, k.shape[3])
 
 
-def _strided_backward(g_y, x, k, geo):
+def _strided_backward(g_y, x, k, geo, input_grad):
     """Stride > 1: g_k = cols.T @ g, g_x = col2im(g @ k_flat.T), g_b = column sums."""
     g = g_y.reshape(-1, k.shape[3])
     k_flat = k.reshape(-1, k.shape[3])
     g_k = (ext_regions(x, geo).T @ g).reshape(k.shape)
+    if not input_grad:
+        return None, g_k, _sum_batch(g)
     g_x = undo_ext_regions(np.ascontiguousarray(g @ k_flat.T), x.shape, geo)
     return g_x, g_k, _sum_batch(g)
 
@@ -814,3 +821,57 @@ def avg_pool_backward(g_y: np.ndarray, x: np.ndarray, geo: PoolGeometry) -> np.n
     g_x = np.empty_like(x)
     _avg_bwd(g_y, geo.kh, geo.kw, geo.sh, geo.sw, g_x)
     return g_x
+
+
+# --------------------------------------------------------------------------
+# elementwise steps around the kernels: one fused parallel pass each
+# --------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _relu_inplace(v):
+    for i in prange(v.size):
+        if v[i] < 0:  # NaN stays NaN, as with np.maximum
+            v[i] = 0
+
+
+@njit(parallel=True, cache=True)
+def _relu_backward(g, y, out):
+    for i in prange(g.size):
+        out[i] = g[i] if y[i] > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _adam(p, g, m, v, lr_t, beta1, beta2, eps):
+    c1 = 1 - beta1
+    c2 = 1 - beta2
+    for i in prange(p.size):
+        gi = g[i]
+        mi = beta1 * m[i] + c1 * gi
+        vi = beta2 * v[i] + c2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
+
+
+def relu_inplace(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` written into ``x`` (owned by the caller)."""
+    if not x.flags.c_contiguous:
+        return np.maximum(x, 0, out=x)
+    _relu_inplace(x.reshape(-1))
+    return x
+
+
+def relu_backward(g_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``g_y * (y > 0)`` in one pass."""
+    out = np.empty_like(y)
+    _relu_backward(np.ascontiguousarray(g_y, y.dtype).reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+def adam_update(p, g, m, v, lr_t: float, beta1: float, beta2: float, eps: float) -> None:
+    """One Adam step in place on ``p``, ``m``, ``v``, fused into a single pass."""
+    if not (p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
+        raise ValueError("adam_update needs C-contiguous parameter and state arrays")
+    _adam(p.reshape(-1), np.ascontiguousarray(g, p.dtype).reshape(-1), m.reshape(-1), v.reshape(-1),
+          float(lr_t), float(beta1), float(beta2), float(eps))

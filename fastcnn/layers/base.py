@@ -2,7 +2,7 @@
 
 A layer is built from a validated ``LayerSpec`` and the shape of its input
 (one sample, no batch axis). It owns its parameter arrays in ``params`` and
-provides ``forward(x) -> (y, aux)`` and ``backward(g_y, aux) -> (g_x, grads)``;
+provides ``forward(x) -> (y, aux)`` and ``backward(g_y, aux, input_grad=True) -> (g_x, grads)``;
 backward never updates weights (the optimizer does).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..hconfig import LayerSpec
 from .activations import ACTIVATIONS, INIT_GAIN
 
@@ -38,6 +39,10 @@ class Layer:
         self.backend = backend
         self.dtype = np.dtype(dtype)
         self.act, self.act_derv = ACTIVATIONS[spec.actfunc]
+        if spec.actfunc == "relu":
+            # the backend's ReLU: in place on the fresh pre-activation, one pass back
+            impl = kernels.get_backend(backend)
+            self.act, self._relu_backward = impl.relu_inplace, impl.relu_backward
         self.params: dict[str, np.ndarray] = {}
         self.output_shape = self.build(rng, init)
 
@@ -53,7 +58,8 @@ class Layer:
     def forward(self, x: np.ndarray):
         raise NotImplementedError
 
-    def backward(self, g_y: np.ndarray, aux):
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
+        """``(g_x, grads)``; a layer may return ``g_x=None`` when ``input_grad`` is False."""
         raise NotImplementedError
 
     # -- helpers for subclasses ------------------------------------------
@@ -69,6 +75,8 @@ class Layer:
         """Gradient w.r.t. the pre-activation value."""
         if self.spec.actfunc == "none":
             return g_y
+        if self.spec.actfunc == "relu":
+            return self._relu_backward(g_y, y)
         return (g_y * self.act_derv(y)).astype(self.dtype, copy=False)
 
     def needs_image(self) -> tuple[int, int, int]:

@@ -37,10 +37,11 @@ class Conv2D(Layer):
         y = self.act(conv)
         return y, (x, y)
 
-    def backward(self, g_y: np.ndarray, aux):
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
         x, y = aux
         g_conv = self.grad_activation(g_y, y)
         g_x, g_k, g_b = kernels.conv2d_backward(
-            g_conv, x, self.params["k"], self.stride, self.padding, backend=self.backend
+            g_conv, x, self.params["k"], self.stride, self.padding,
+            input_grad=input_grad, backend=self.backend,
         )
         return g_x, {"k": g_k, "b": g_b}

@@ -23,7 +23,7 @@ class Dense(Layer):
         y = self.act(x2 @ self.params["w"] + self.params["b"])
         return y, (x2, y, x.shape)
 
-    def backward(self, g_y: np.ndarray, aux):
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
         x2, y, x_shape = aux
         g_affine = self.grad_activation(g_y, y)
         grads = {"w": x2.T @ g_affine, "b": g_affine.sum(axis=0)}

@@ -54,7 +54,7 @@ class _Pool(Layer):
         y = self.act(type(self).forward_fn(xp, self.ksize, self.stride, backend=self.backend))
         return y, (xp, y)
 
-    def backward(self, g_y: np.ndarray, aux):
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
         xp, y = aux
         g_pool = self.grad_activation(g_y, y)
         g_xp = type(self).backward_fn(g_pool, xp, self.ksize, self.stride, backend=self.backend)

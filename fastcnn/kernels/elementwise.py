@@ -1,0 +1,29 @@
+"""Elementwise steps around the kernels, in NumPy: ReLU and the Adam update.
+
+The ``adhoc``, ``better`` and ``numpy`` backends share these; the numba backend
+has fused, parallel versions with the same names (one pass over memory instead
+of several, on every core).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def relu_inplace(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` written into ``x`` (a fresh pre-activation the caller owns)."""
+    return np.maximum(x, 0, out=x)
+
+
+def relu_backward(g_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient through ReLU from its output ``y``: ``g_y * (y > 0)``."""
+    return (g_y * (y > 0)).astype(y.dtype, copy=False)
+
+
+def adam_update(p, g, m, v, lr_t: float, beta1: float, beta2: float, eps: float) -> None:
+    """One Adam step in place on ``p``, ``m``, ``v`` (seed 004's rule, folded bias correction)."""
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    p -= lr_t * m / (np.sqrt(v) + eps)
