@@ -261,3 +261,17 @@ def test_second_process_compiles_nothing():
     for name, st in second.items():
         assert st["misses"] == 0, f"{name} recompiled in a fresh process: {st}"
         assert st["hits"] > 0, f"{name} was not loaded from the cache: {st}"
+
+
+def test_dot5x3_ignores_what_its_accumulator_held():
+    """Regression: the g_k accumulators once started from ``acc[0] * 0``, so a NaN left in
+    fresh ``np.empty`` memory made the whole weight gradient NaN (seen on a fresh machine)."""
+    from fastcnn.kernels.numba_cpu import _dot5x3
+
+    rng = np.random.default_rng(0)
+    g = [rng.standard_normal(37).astype(np.float32) for _ in range(3)]
+    s = [rng.standard_normal(37).astype(np.float32) for _ in range(5)]
+    acc = np.full(15, np.nan, np.float32)
+    _dot5x3(*g, *s, acc)
+    want = np.array([[np.dot(s[t].astype(np.float64), g[c]) for c in range(3)] for t in range(5)]).ravel()
+    np.testing.assert_allclose(acc, want, rtol=1e-5, atol=1e-5)

@@ -309,8 +309,13 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
 
 @njit(cache=True, fastmath=_FAST)
 def _dot5x3(g0, g1, g2, s0, s1, s2, s3, s4, acc):
-    """acc[3*t + c] = sum_p s_t[p] * g_c[p] for 5 taps t and 3 output channels c."""
-    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = acc[0] * 0
+    """acc[3*t + c] = sum_p s_t[p] * g_c[p] for 5 taps t and 3 output channels c.
+
+    Whatever ``acc`` held before is overwritten (it may be fresh ``np.empty`` memory:
+    starting from ``acc[0] * 0`` would turn a NaN left there into NaN sums).
+    """
+    acc[:] = 0  # a zero of the array's dtype
+    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = acc[0]
     a30 = a31 = a32 = a40 = a41 = a42 = a00
     for p in range(g0.shape[0]):
         u = g0[p]
@@ -385,8 +390,8 @@ def _sum5(o, s0, s1, s2, s3, s4):
 @njit(cache=True, fastmath=_FAST)
 def _vsum(v):
     """sum(v) with reassociation (SIMD): the same bits on every call."""
-    s = v[0] * 0
-    for p in range(v.shape[0]):
+    s = v[0]
+    for p in range(1, v.shape[0]):
         s += v[p]
     return s
 
