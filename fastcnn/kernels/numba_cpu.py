@@ -24,6 +24,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..parallel import single_threaded_blas
 from .shapes import ConvGeometry, PoolGeometry
 
 # reassoc lets LLVM vectorize the dot-product reductions of g_k; contract allows FMA.
@@ -582,7 +583,8 @@ def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeom
 def _strided_forward(x, k, b, geo):
     """Stride > 1: parallel im2col gather, one sgemm, bias."""
     cols = ext_regions(x, geo)
-    y = cols @ k.reshape(-1, k.shape[3])
+    with single_threaded_blas():  # numba owns the cores (see fastcnn.parallel)
+        y = cols @ k.reshape(-1, k.shape[3])
     y += b
     return y.reshape(x.shape[0], geo.yh, geo.yw, k.shape[3])
 
@@ -591,10 +593,13 @@ def _strided_backward(g_y, x, k, geo, input_grad):
     """Stride > 1: g_k = cols.T @ g, g_x = col2im(g @ k_flat.T), g_b = column sums."""
     g = g_y.reshape(-1, k.shape[3])
     k_flat = k.reshape(-1, k.shape[3])
-    g_k = (ext_regions(x, geo).T @ g).reshape(k.shape)
+    cols = ext_regions(x, geo)
+    with single_threaded_blas():  # numba owns the cores (see fastcnn.parallel)
+        g_k = (cols.T @ g).reshape(k.shape)
+        g_cols = None if not input_grad else np.ascontiguousarray(g @ k_flat.T)
     if not input_grad:
         return None, g_k, _sum_batch(g)
-    g_x = undo_ext_regions(np.ascontiguousarray(g @ k_flat.T), x.shape, geo)
+    g_x = undo_ext_regions(g_cols, x.shape, geo)
     return g_x, g_k, _sum_batch(g)
 
 
