@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test demo bench perf lint clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,12 @@ bench: venv
 	-$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installable here: its benchmark group is skipped"
 	$(BIN)/python -m pytest benchmarks --benchmark -q --benchmark-min-rounds=10 --benchmark-autosave --benchmark-json=benchmarks/results/latest.json
 	$(BIN)/python benchmarks/report.py benchmarks/results/latest.json
+
+perf: venv
+	-$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installable here: its rows are skipped"
+	$(BIN)/python benchmarks/memory_epoch.py --images 60000
+	$(BIN)/python benchmarks/startup_scaling.py
+	$(BIN)/python benchmarks/flowers_run.py
 
 lint: venv
 	$(BIN)/ruff check .

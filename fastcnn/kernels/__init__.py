@@ -181,7 +181,12 @@ def conv2d_backward(g_y, x, k, stride=1, padding="same", *, input_grad: bool = T
 
 
 def max_pool_forward(x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
-    """Max over ``ksize`` windows moved by ``stride`` (default: the window)."""
+    """Max over ``ksize`` windows moved by ``stride`` (default: the window).
+
+    Ties go to the first maximum in row-major window order. With NaN in a
+    window the result differs by backend (NumPy's max propagates it, the loop
+    backends compare with ``>``); training stops on non-finite values first.
+    """
     impl = get_backend(backend)
     x = _x(x)
     return impl.max_pool_forward(x, _pool_geo(x, ksize, stride))
