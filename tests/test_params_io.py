@@ -118,3 +118,16 @@ def test_failed_save_leaves_the_old_file_untouched(tmp_path, monkeypatch):
 def test_save_creates_folders(tmp_path):
     path = _model().save_params(tmp_path / "a" / "b" / "params.npz")
     assert path.exists()
+
+
+def test_saved_file_gets_the_usual_permissions(tmp_path):
+    """The temp file behind the atomic save is 0600; the saved file follows the umask."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = _model().save_params(tmp_path / "p.npz")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
