@@ -140,22 +140,44 @@ def _axpy4x2(o, q, s0, s1, s2, s3, w0, w1, w2, w3, v0, v1, v2, v3):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _dot4x2(g0, g1, s0, s1, s2, s3, acc):
-    """acc[2*t + c] += sum_p s_t[p] * g_c[p] for 4 taps t and 2 output channels c."""
-    # accumulators start from acc (not a literal 0) so they keep the array dtype
-    a0, a1, a2, a3, a4, a5, a6, a7 = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]
+def _dot4x4(g0, g1, g2, g3, s0, s1, s2, s3, acc):
+    """acc[4*t + c] = sum_p s_t[p] * g_c[p] for 4 taps t and 4 output channels c.
+
+    16 accumulators stay in registers: 8 vector loads per 16 FMAs. Whatever ``acc``
+    held before is overwritten (it starts as fresh ``np.empty`` memory).
+    """
+    acc[:] = 0  # a zero of the array's dtype
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = acc[0]
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = a00
     for p in range(g0.shape[0]):
         u = g0[p]
         v = g1[p]
-        a0 += s0[p] * u
-        a1 += s0[p] * v
-        a2 += s1[p] * u
-        a3 += s1[p] * v
-        a4 += s2[p] * u
-        a5 += s2[p] * v
-        a6 += s3[p] * u
-        a7 += s3[p] * v
-    acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7] = a0, a1, a2, a3, a4, a5, a6, a7
+        w = g2[p]
+        z = g3[p]
+        x0 = s0[p]
+        x1 = s1[p]
+        x2 = s2[p]
+        x3 = s3[p]
+        a00 += x0 * u
+        a01 += x0 * v
+        a02 += x0 * w
+        a03 += x0 * z
+        a10 += x1 * u
+        a11 += x1 * v
+        a12 += x1 * w
+        a13 += x1 * z
+        a20 += x2 * u
+        a21 += x2 * v
+        a22 += x2 * w
+        a23 += x2 * z
+        a30 += x3 * u
+        a31 += x3 * v
+        a32 += x3 * w
+        a33 += x3 * z
+    acc[0], acc[1], acc[2], acc[3] = a00, a01, a02, a03
+    acc[4], acc[5], acc[6], acc[7] = a10, a11, a12, a13
+    acc[8], acc[9], acc[10], acc[11] = a20, a21, a22, a23
+    acc[12], acc[13], acc[14], acc[15] = a30, a31, a32, a33
 
 
 @njit(cache=True)
@@ -219,27 +241,29 @@ def _corr(src, offs, wt, bias, out):
 
 @njit(cache=True, fastmath=_FAST)
 def _corr_grad(src, offs, g, gk):
-    """gk[j, co] = sum_p g[co, p] * src[p + offs[j]]: the weight gradient of _corr."""
+    """gk[j, co] = sum_p g[co, p] * src[p + offs[j]]: the weight gradient of _corr.
+
+    4 taps x 4 channels per pass over the whole frame (no pixel blocks: one
+    horizontal reduction per pass; 1024-pixel blocks measured ~20 % slower).
+    Past the last tap / channel the last one is re-read; those sums are dropped.
+    """
     ntap, yc = gk.shape
     length = g.shape[1]
-    gk[:] = 0
-    acc = np.empty(8, gk.dtype)
+    acc = np.empty(16, gk.dtype)
     offs_pad = np.empty(ntap + 3, np.int64)
     offs_pad[:ntap] = offs
     offs_pad[ntap:] = offs[ntap - 1]
-    for p0 in range(0, length, _BLOCK):
-        n = min(_BLOCK, length - p0)
-        for co in range(0, yc, 2):
-            c1 = min(co + 1, yc - 1)  # odd yc: the last pair repeats a channel, its copy is dropped
-            for j in range(0, ntap, 4):
-                # past the last tap, re-read it (offs_pad repeats it); those sums are dropped below
-                s0, s1, s2, s3 = _views4(src, offs_pad, j, p0, n)
-                acc[:] = 0
-                _dot4x2(g[co, p0 : p0 + n], g[c1, p0 : p0 + n], s0, s1, s2, s3, acc)
-                for t in range(min(4, ntap - j)):
-                    gk[j + t, co] += acc[2 * t]
-                    if c1 != co:
-                        gk[j + t, c1] += acc[2 * t + 1]
+    for co in range(0, yc, 4):
+        c1 = min(co + 1, yc - 1)
+        c2 = min(co + 2, yc - 1)
+        c3 = min(co + 3, yc - 1)
+        g0, g1, g2, g3 = g[co], g[c1], g[c2], g[c3]
+        for j in range(0, ntap, 4):
+            s0, s1, s2, s3 = _views4(src, offs_pad, j, 0, length)
+            _dot4x4(g0, g1, g2, g3, s0, s1, s2, s3, acc)
+            for t in range(min(4, ntap - j)):
+                for c in range(min(4, yc - co)):
+                    gk[j + t, co + c] = acc[4 * t + c]
 
 
 @njit(parallel=True, cache=True)
@@ -287,7 +311,7 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
         _to_planar(g_y, n, 0, 0, gw)
         gw2 = gw.reshape(yc, yh * wp)
         for co in range(yc):
-            gb_part[n, co] = gw2[co].sum()
+            gb_part[n, co] = _vsum(gw2[co])
         _corr_grad(xs.reshape(-1), offs_x, gw2, gk_part[n])
         if not input_grad:
             continue
