@@ -22,6 +22,7 @@ demo: venv
 
 bench: venv
 	-$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installable here: its benchmark group is skipped"
+	mkdir -p benchmarks/results
 	$(BIN)/python -m pytest benchmarks --benchmark -q --benchmark-min-rounds=10 --benchmark-autosave --benchmark-json=benchmarks/results/latest.json
 	$(BIN)/python benchmarks/report.py benchmarks/results/latest.json
 

@@ -9,17 +9,19 @@ from fastcnn import kernels as K
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_relu_inplace_and_backward(any_backend, dtype):
+def test_relu_forward_and_backward(any_backend, dtype):
     impl = K.get_backend(any_backend)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 5, 4, 2)).astype(dtype)
+    x[0, 0, 0, 0], x[1, 2, 3, 1] = np.nan, -np.inf  # NaN stays NaN, as with np.maximum
     want = np.maximum(x, 0)
-    y = impl.relu_inplace(x)
+    y = impl.relu_forward(x)
     np.testing.assert_array_equal(y, want)
+    assert np.isnan(y[0, 0, 0, 0]) and y[1, 2, 3, 1] == 0
     assert y.dtype == dtype
     g_y = rng.standard_normal(x.shape).astype(dtype)
     g = impl.relu_backward(g_y, want)
-    np.testing.assert_array_equal(g, np.where(want > 0, g_y, 0))
+    np.testing.assert_array_equal(g, np.where(want > 0, g_y, 0))  # NaN in y passes no gradient
     assert g.dtype == dtype
 
 
@@ -40,3 +42,38 @@ def test_adam_update_matches_the_seed_rule(any_backend, dtype):
     np.testing.assert_allclose(m, m_want, rtol=tol, atol=tol)
     np.testing.assert_allclose(v, v_want, rtol=tol, atol=tol)
     np.testing.assert_allclose(p, p_want, rtol=tol, atol=tol)
+
+
+# a product big enough to be split into row pieces, and one that is not
+MATMUL_SHAPES = [(100, 4320, 100), (4320, 100, 100), (100, 100, 4320), (7, 9, 5), (1, 300, 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", MATMUL_SHAPES)
+def test_matmul_matches_float64(any_backend, dtype, m, k, n):
+    impl = K.get_backend(any_backend)
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-4 * np.sqrt(k) if dtype == np.float32 else 1e-11 * np.sqrt(k)
+    for left, right in [(a, b), (np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T)]:
+        got = impl.matmul(left, right)  # C-ordered operands, then transposed (F-ordered) views
+        assert got.shape == (m, n) and got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_blocked_matmul_pieces_do_not_depend_on_the_thread_count():
+    from fastcnn.kernels import blocked_matmul as bm
+
+    assert bm.row_blocks(100, 1e9) == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    assert bm.row_blocks(4321, 1e9)[-1] == (3243, 4321)
+    assert bm.row_blocks(100, bm.MIN_FLOPS - 1) == [(0, 100)]
+    assert bm.row_blocks(3, 1e9) == [(0, 3)]
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((100, 4320)).astype(np.float32)
+    b = rng.standard_normal((4320, 100)).astype(np.float32)
+    results = [bm.matmul(a, b, threads) for threads in (1, 2, 3, 4)]
+    for got in results[1:]:
+        np.testing.assert_array_equal(got, results[0])
+    np.testing.assert_allclose(results[0], a.astype(np.float64) @ b, rtol=1e-3, atol=1e-2)

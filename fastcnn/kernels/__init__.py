@@ -50,9 +50,11 @@ DEFAULT_BACKEND = "numba"
 #:   avg_pool_backward(g_y, x, geo: PoolGeometry) -> g_x
 #:   ext_regions(x, geo: ConvGeometry) -> cols [mb*yh*yw, kh*kw*xchn]
 #:   undo_ext_regions(cols, x_shape, geo: ConvGeometry) -> g_x [mb, xh, xw, xchn]
-#: and three elementwise steps the layers and Adam call around them (NumPy in
+#: and the steps the layers and Adam call around them (NumPy in
 #: ``elementwise.py``, fused and parallel in the numba backend):
-#:   relu_inplace(x) -> x;  relu_backward(g_y, y) -> g;  adam_update(p, g, m, v, lr_t, b1, b2, eps)
+#:   relu_forward(x) -> max(x, 0), may reuse x;  relu_backward(g_y, y) -> g
+#:   adam_update(p, g, m, v, lr_t, b1, b2, eps)   (in place on p, m, v)
+#:   matmul(a, b) -> a @ b   (2-D, for the dense layers; transposed views allowed)
 BACKEND_FUNCTIONS = (
     "conv2d_forward",
     "conv2d_backward",
@@ -62,9 +64,10 @@ BACKEND_FUNCTIONS = (
     "avg_pool_backward",
     "ext_regions",
     "undo_ext_regions",
-    "relu_inplace",
+    "relu_forward",
     "relu_backward",
     "adam_update",
+    "matmul",
 )
 
 _loaded: dict[str, ModuleType] = {}

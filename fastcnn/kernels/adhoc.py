@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .elementwise import adam_update, relu_backward, relu_inplace  # noqa: F401  (shared NumPy steps)
+from .elementwise import adam_update, matmul, relu_backward, relu_forward  # noqa: F401  (shared NumPy steps)
 from .shapes import ConvGeometry, PoolGeometry
 
 

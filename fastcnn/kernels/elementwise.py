@@ -1,4 +1,4 @@
-"""Elementwise steps around the kernels, in NumPy: ReLU and the Adam update.
+"""Steps around the kernels, in NumPy: ReLU, the Adam update and the dense matmul.
 
 The ``adhoc``, ``better`` and ``numpy`` backends share these; the numba backend
 has fused, parallel versions with the same names (one pass over memory instead
@@ -10,14 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 
-def relu_inplace(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` written into ``x`` (a fresh pre-activation the caller owns)."""
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)``, written into ``x`` (a fresh pre-activation the caller gives up)."""
     return np.maximum(x, 0, out=x)
 
 
 def relu_backward(g_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Gradient through ReLU from its output ``y``: ``g_y * (y > 0)``."""
     return (g_y * (y > 0)).astype(y.dtype, copy=False)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for the dense layers (BLAS with its own threads)."""
+    return a @ b
 
 
 def adam_update(p, g, m, v, lr_t: float, beta1: float, beta2: float, eps: float) -> None:

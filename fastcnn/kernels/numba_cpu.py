@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..parallel import single_threaded_blas
+from . import blocked_matmul
 from .shapes import ConvGeometry, PoolGeometry
 
 # reassoc lets LLVM vectorize the dot-product reductions of g_k; contract allows FMA.
@@ -758,6 +759,9 @@ def undo_ext_regions(cols: np.ndarray, x_shape, geo: ConvGeometry) -> np.ndarray
 # where a window can start (i < L), one unit-stride pass per tap (ky, kx) in
 # row-major order, each a SIMD loop over 1-D views (see the _tap_* helpers);
 # then the outputs are picked from h at the window starts i = ox*sw*xc + c.
+# Each pass writes into the other of two buffers (ping-pong) rather than
+# updating h in place: an in-place select compiles to masked stores, 6x slower
+# on AVX2 AMD cores (docs/benchmarks.md, "Masked stores").
 # With stride 2 half of h is wasted, but SIMD makes that far cheaper than
 # scalar per-pixel windows (measured: 4-5x for 2x2 max, see docs/benchmarks.md).
 # Tasks are images (as elsewhere: a g_x image is owned by one thread, so
@@ -768,21 +772,25 @@ def undo_ext_regions(cols: np.ndarray, x_shape, geo: ConvGeometry) -> np.ndarray
 
 
 @njit(cache=True)
-def _tap_max(h, s):
-    """h = max(h, s) elementwise; s wins only if strictly greater (NaN in s never wins)."""
-    for i in range(h.shape[0]):
+def _tap_max(dst, h, s):
+    """dst = max(h, s) elementwise; s wins only if strictly greater (NaN in s never wins)."""
+    for i in range(dst.shape[0]):
+        a = h[i]
         v = s[i]
-        h[i] = v if v > h[i] else h[i]
+        dst[i] = v if v > a else a
 
 
 @njit(cache=True)
-def _tap_argmax(h, at, s, off):
-    """As _tap_max, and at = off where s won: the first maximum's offset is kept on ties."""
-    for i in range(h.shape[0]):
+def _tap_argmax(dst, dst_at, h, at, s, off):
+    """As _tap_max, and dst_at = off where s won, else at: ties keep the first maximum."""
+    o = np.int32(off)
+    for i in range(dst.shape[0]):
+        a = h[i]
+        b = at[i]  # loaded on both paths, else LLVM emits a masked load
         v = s[i]
-        win = v > h[i]
-        h[i] = v if win else h[i]
-        at[i] = off if win else at[i]
+        win = v > a
+        dst[i] = v if win else a
+        dst_at[i] = o if win else b
 
 
 @njit(parallel=True, cache=True)
@@ -799,14 +807,18 @@ def _max_fwd(x, kh, kw, sh, sw, y):
     for n in prange(mb):
         xn = x[n].reshape(-1)
         yn = y[n].reshape(-1)
-        h = np.empty(span, x.dtype)
+        bufs = np.empty((2, span), x.dtype)
         for oy in range(yh):
             r0 = oy * sh * rowlen
-            h[:] = xn[r0 : r0 + span]
+            h = xn[r0 : r0 + span]  # tap (0, 0)
+            t = 0
             for ky in range(kh):
                 for kx in range(1 if ky == 0 else 0, kw):
                     d = r0 + ky * rowlen + kx * xc
-                    _tap_max(h, xn[d : d + span])
+                    dst = bufs[t % 2]
+                    _tap_max(dst, h, xn[d : d + span])
+                    h = dst
+                    t += 1
             for ox in range(yw):
                 a = ox * sw * xc
                 j = (oy * yw + ox) * xc
@@ -826,16 +838,20 @@ def _max_bwd(g_y, x, kh, kw, sh, sw, g_x):
         gx = g_x[n].reshape(-1)
         gn = g_y[n].reshape(-1)
         gx[:] = 0
-        h = np.empty(span, x.dtype)
-        at = np.empty(span, np.int32)  # offset of the first max from the window start
+        bufs = np.empty((2, span), x.dtype)
+        ats = np.zeros((3, span), np.int32)  # offset of the first max from the window start
         for oy in range(yh):
             r0 = oy * sh * rowlen
-            h[:] = xn[r0 : r0 + span]
-            at[:] = 0
+            h = xn[r0 : r0 + span]  # tap (0, 0), offset 0 (ats[2] stays zero)
+            at = ats[2]
+            t = 0
             for ky in range(kh):
                 for kx in range(1 if ky == 0 else 0, kw):
                     off = ky * rowlen + kx * xc
-                    _tap_argmax(h, at, xn[r0 + off : r0 + off + span], off)
+                    dst, dst_at = bufs[t % 2], ats[t % 2]
+                    _tap_argmax(dst, dst_at, h, at, xn[r0 + off : r0 + off + span], off)
+                    h, at = dst, dst_at
+                    t += 1
             for ox in range(yw):
                 a = ox * sw * xc
                 j = (oy * yw + ox) * xc
@@ -917,11 +933,17 @@ def avg_pool_backward(g_y: np.ndarray, x: np.ndarray, geo: PoolGeometry) -> np.n
 # --------------------------------------------------------------------------
 
 
+# Elementwise results go to a different array than their inputs: LLVM compiles
+# an in-place conditional update (``v[i] = 0 if v[i] < 0 else v[i]``) to masked
+# stores, which AVX2 AMD cores microcode: measured 0.54 ns/element against
+# 0.07 out of place (docs/benchmarks.md, "Masked stores").
+
+
 @njit(parallel=True, cache=True)
-def _relu_inplace(v):
+def _relu(v, out):
     for i in prange(v.size):
-        if v[i] < 0:  # NaN stays NaN, as with np.maximum
-            v[i] = 0
+        x = v[i]
+        out[i] = x if not x < 0 else 0  # NaN stays NaN, as with np.maximum
 
 
 @njit(parallel=True, cache=True)
@@ -943,12 +965,12 @@ def _adam(p, g, m, v, lr_t, beta1, beta2, eps):
         p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
-def relu_inplace(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` written into ``x`` (owned by the caller)."""
-    if not x.flags.c_contiguous:
-        return np.maximum(x, 0, out=x)
-    _relu_inplace(x.reshape(-1))
-    return x
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` in one parallel pass, into a new array (see ``_relu``)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _relu(x.reshape(-1), out.reshape(-1))
+    return out
 
 
 def relu_backward(g_y: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -964,3 +986,8 @@ def adam_update(p, g, m, v, lr_t: float, beta1: float, beta2: float, eps: float)
         raise ValueError("adam_update needs C-contiguous parameter and state arrays")
     _adam(p.reshape(-1), np.ascontiguousarray(g, p.dtype).reshape(-1), m.reshape(-1), v.reshape(-1),
           float(lr_t), float(beta1), float(beta2), float(eps))
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in fixed row pieces on numba's thread count (BLAS itself single-threaded)."""
+    return blocked_matmul.matmul(a, b, num_threads())

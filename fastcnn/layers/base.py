@@ -40,9 +40,9 @@ class Layer:
         self.dtype = np.dtype(dtype)
         self.act, self.act_derv = ACTIVATIONS[spec.actfunc]
         if spec.actfunc == "relu":
-            # the backend's ReLU: in place on the fresh pre-activation, one pass back
+            # the backend's ReLU: one pass over the fresh pre-activation (which it may reuse), one back
             impl = kernels.get_backend(backend)
-            self.act, self._relu_backward = impl.relu_inplace, impl.relu_backward
+            self.act, self._relu_backward = impl.relu_forward, impl.relu_backward
         self.params: dict[str, np.ndarray] = {}
         self.output_shape = self.build(rng, init)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..hconfig import positive_int
 from .base import Layer
 
@@ -16,16 +17,21 @@ class Dense(Layer):
         fan_in = int(np.prod(self.input_shape))
         self.params["w"] = self.normal(rng, init, (fan_in, width), fan_in)
         self.params["b"] = self.zeros((width,))
+        self._matmul = kernels.get_backend(self.backend).matmul
         return (width,)
 
     def forward(self, x: np.ndarray):
         x2 = x.reshape(x.shape[0], -1)
-        y = self.act(x2 @ self.params["w"] + self.params["b"])
+        y = self._matmul(x2, self.params["w"])
+        y += self.params["b"]
+        y = self.act(y)
         return y, (x2, y, x.shape)
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
         x2, y, x_shape = aux
         g_affine = self.grad_activation(g_y, y)
-        grads = {"w": x2.T @ g_affine, "b": g_affine.sum(axis=0)}
-        g_x = (g_affine @ self.params["w"].T).reshape(x_shape)
+        grads = {"w": self._matmul(x2.T, g_affine), "b": g_affine.sum(axis=0)}
+        if not input_grad:
+            return None, grads
+        g_x = self._matmul(g_affine, self.params["w"].T).reshape(x_shape)
         return g_x, grads
