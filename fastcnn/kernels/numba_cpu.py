@@ -949,7 +949,8 @@ def _relu(v, out):
 @njit(parallel=True, cache=True)
 def _relu_backward(g, y, out):
     for i in prange(g.size):
-        out[i] = g[i] if y[i] > 0 else 0
+        v = g[i]  # loaded on both paths, else LLVM emits a masked load
+        out[i] = v if y[i] > 0 else 0
 
 
 @njit(parallel=True, cache=True)
