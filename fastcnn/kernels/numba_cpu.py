@@ -81,6 +81,21 @@ def _from_frame(frame, width, top, left, dst, n):
 
 
 @njit(cache=True)
+def _repad(src, w, top, left, dst):
+    """dst[ch, r + top, left : left + w] = src[ch, r, :w], zeros elsewhere: re-pad a planar frame.
+
+    Row copies instead of a second NHWC -> planar transpose (which costs ~1 cycle per element).
+    """
+    dst[:] = 0
+    for ch in range(src.shape[0]):
+        for r in range(src.shape[1]):
+            drow = dst[ch, r + top, left : left + w]
+            srow = src[ch, r, :w]
+            for col in range(w):
+                drow[col] = srow[col]
+
+
+@njit(cache=True)
 def _sum_batch(part):
     """part [mb, m] -> [m], adding rows in order 0, 1, ... (deterministic)."""
     out = part[0].copy()
@@ -104,6 +119,31 @@ def _sum_batch(part):
 # but never read back (a few % of waste for 3x3 kernels).
 
 _BLOCK = 1024  # pixels per pass: a 4 KiB slice of each output row stays in L1 across all taps
+
+
+def _host_has_avx512() -> bool:
+    """True if this CPU has AVX-512 (32 vector registers), False for AVX2 and older (16)."""
+    from llvmlite import binding
+
+    try:
+        return bool(binding.get_host_cpu_features().get("avx512f", False))
+    except RuntimeError:  # feature detection unavailable: assume the smaller register file
+        return False
+
+
+# Register blocks of the g_k dot products, chosen per CPU at import time. With 32
+# vector registers the 4 x 6 / 5 x 3 blocks keep every accumulator in a register;
+# with 16 (AVX2) they spill about half of them to the stack on every iteration
+# (measured 2x slower), so AVX2 CPUs run 3 x 3 / 5 x 2 blocks instead (9 and 10
+# accumulators, no spills). Both compute each dot product in the same order, so
+# g_k has the same bits either way. The forward with several channels also switches,
+# from _corr's 4 taps x 2 channels to _corr4x3 (see _FWD4X3; its sums are grouped
+# differently, so y can differ in the last bit between the two kinds of CPU).
+# (A compiled kernel reads the flag as a constant; numba's cache is keyed on the
+# CPU, so it never crosses machines.)
+_WIDE = _host_has_avx512()
+# one-input-channel backward: channels padded for 5-wide g_x and 3- (or 2-) wide g_k blocks
+_C1_CHN = 15 if _WIDE else 10
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -193,6 +233,36 @@ def _dot4x6(g, s, acc):
     acc[18], acc[19], acc[20], acc[21], acc[22], acc[23] = a30, a31, a32, a33, a34, a35
 
 
+@njit(cache=True, fastmath=_FAST)
+def _dot3x3(g, s, acc):
+    """acc[3*t + c] = sum_p s[t][p] * g[c][p] for 3 taps t (tuple s) and 3 output channels c (tuple g).
+
+    _dot4x6 for 16 vector registers (AVX2): 9 accumulators + 6 loaded vectors, no spills.
+    """
+    acc[:] = 0  # a zero of the array's dtype
+    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = acc[0]
+    g0, g1, g2 = g
+    s0, s1, s2 = s
+    for p in range(g0.shape[0]):
+        u0 = g0[p]
+        u1 = g1[p]
+        u2 = g2[p]
+        x0 = s0[p]
+        x1 = s1[p]
+        x2 = s2[p]
+        a00 += x0 * u0
+        a01 += x0 * u1
+        a02 += x0 * u2
+        a10 += x1 * u0
+        a11 += x1 * u1
+        a12 += x1 * u2
+        a20 += x2 * u0
+        a21 += x2 * u1
+        a22 += x2 * u2
+    acc[0], acc[1], acc[2], acc[3], acc[4] = a00, a01, a02, a10, a11
+    acc[5], acc[6], acc[7], acc[8] = a12, a20, a21, a22
+
+
 @njit(cache=True)
 def _tap_offsets(kh, kw, c, plane, width):
     """off[(ci*kh + ky)*kw + kx] = ci*plane + ky*width + kx.
@@ -258,9 +328,13 @@ def _corr_grad(src, offs, g, gk):
 
     4 taps x 6 channels per pass over the whole frame (no pixel blocks: one
     horizontal reduction per pass; 1024-pixel blocks measured ~20 % slower, and
-    4 x 4, 3 x 6, 5 x 3, 6 x 4, 8 x 4, 3 x 8 blocks slower than 4 x 6).
+    4 x 4, 3 x 6, 5 x 3, 6 x 4, 8 x 4, 3 x 8 blocks slower than 4 x 6, all on AVX-512).
     Past the last tap / channel the last one is re-read; those sums are dropped.
+    Without AVX-512 it runs _corr_grad3x3 (see _WIDE).
     """
+    if not _WIDE:
+        _corr_grad3x3(src, offs, g, gk)
+        return
     ntap, yc = gk.shape
     length = g.shape[1]
     acc = np.empty(24, gk.dtype)
@@ -281,6 +355,32 @@ def _corr_grad(src, offs, g, gk):
 
 
 @njit(cache=True, fastmath=_FAST)
+def _corr_grad3x3(src, offs, g, gk):
+    """_corr_grad with 3 taps x 3 channels per pass, for 16 vector registers (AVX2).
+
+    On an AVX2 CPU (one thread, 32 images, min of 40-60, several runs): 3 x 3
+    1.3-1.7 ms on Office-31 convs 1-3, 4 x 3 1.3-2.1 ms, 5 x 2 / 2 x 4 1.2-2.4 ms,
+    4 x 6 3.0-3.7 ms (spills), 3 x 4 and 2 x 6 2.7-3.5 ms (LLVM spills there too).
+    """
+    ntap, yc = gk.shape
+    length = g.shape[1]
+    acc = np.empty(9, gk.dtype)
+    offs_pad = np.empty(ntap + 2, np.int64)
+    offs_pad[:ntap] = offs
+    offs_pad[ntap:] = offs[ntap - 1]
+    last = yc - 1
+    for co in range(0, yc, 3):
+        gg = (g[co], g[min(co + 1, last)], g[min(co + 2, last)])
+        for j in range(0, ntap, 3):
+            d0, d1, d2 = offs_pad[j], offs_pad[j + 1], offs_pad[j + 2]
+            ss = (src[d0 : d0 + length], src[d1 : d1 + length], src[d2 : d2 + length])
+            _dot3x3(gg, ss, acc)
+            for t in range(min(3, ntap - j)):
+                for c in range(min(3, yc - co)):
+                    gk[j + t, co + c] = acc[3 * t + c]
+
+
+@njit(cache=True, fastmath=_FAST)
 def _axpy4x3(o0, o1, o2, s0, s1, s2, s3, w):
     """o_c[p] += sum_t w[t, c] * s_t[p] for 4 taps t and 3 output channels c."""
     w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
@@ -298,11 +398,12 @@ def _axpy4x3(o0, o1, o2, s0, s1, s2, s3, w):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _corr4x3(src, offs, wt, out):
-    """out[co, p] = sum_j wt[j, co] * src[p + offs[j]]: _corr without bias, 4 taps x 3 channels per pass.
+def _corr4x3(src, offs, wt, bias, out):
+    """out[co, p] = bias[co] + sum_j wt[j, co] * src[p + offs[j]]: _corr with 4 taps x 3 channels per pass.
 
-    wt [ntap4, xcp] and offs [ntap4] are padded to multiples of 4 taps / 3 channels
-    (zero weights, offset 0). Whole-frame passes: 1024-pixel blocks measured slower.
+    wt [ntap4, xcp], offs [ntap4] and bias [xcp] are padded to multiples of 4 taps / 3 channels
+    (zero weights and bias, offset 0). Whole-frame passes: 1024-pixel blocks measured slower.
+    Runs g_x everywhere, and the forward on CPUs without AVX-512 (see _forward_blocked).
     """
     ntap4, xcp = wt.shape
     length = out.shape[1]
@@ -310,9 +411,9 @@ def _corr4x3(src, offs, wt, out):
         o0 = out[co]
         o1 = out[co + 1]
         o2 = out[co + 2]
-        o0[:] = 0
-        o1[:] = 0
-        o2[:] = 0
+        o0[:] = bias[co]
+        o1[:] = bias[co + 1]
+        o2[:] = bias[co + 2]
         for j in range(0, ntap4, 4):
             s0, s1, s2, s3 = _views4(src, offs, j, 0, length)
             _axpy4x3(o0, o1, o2, s0, s1, s2, s3, wt[j : j + 4, co : co + 3])
@@ -358,6 +459,7 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     ntap4, xcp = wt_flip.shape
     offs_g = np.zeros(ntap4, np.int64)  # padding taps read offset 0 with zero weights
     offs_g[: yc * kh * kw] = _tap_offsets(kh, kw, yc, (hq + 1) * wq, wq)
+    zero = np.zeros(xcp, x.dtype)  # g_x has no bias
     for n in prange(mb):
         xs = np.empty((xc, hp + 1, wp), x.dtype)
         _to_planar(x, n, pt, pl, xs)
@@ -370,9 +472,9 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
         if not input_grad:
             continue
         gq = np.empty((yc, hq + 1, wq), x.dtype)
-        _to_planar(g_y, n, kh - 1, kw - 1, gq)
+        _repad(gw, yw, kh - 1, kw - 1, gq)  # from gw: row copies, not a second transpose
         out = np.empty((xcp, hp * wq), x.dtype)
-        _corr4x3(gq.reshape(-1), offs_g, wt_flip, out)
+        _corr4x3(gq.reshape(-1), offs_g, wt_flip, zero, out)
         _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
 
 
@@ -382,7 +484,7 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
 # cols[t, p] = sum_co k[t, co] * g[co, p] is a small GEMM (taps x channels, 5 x 5
 # per pass: 10 vector loads + 5 stores per 25 FMAs), then g_x[q] = sum_t cols[t, q - off_t]
 # (col2im as a gather, 5 taps per pass). g_k uses 5 taps x 3 channels per pass
-# (15 accumulators in registers). Channel and tap counts are zero padded to the
+# (15 accumulators in registers; 5 x 2 on AVX2, see _WIDE). Channel and tap counts are zero padded to the
 # block sizes, so no remainder loops.
 
 
@@ -423,6 +525,36 @@ def _dot5x3(g0, g1, g2, s0, s1, s2, s3, s4, acc):
     acc[0], acc[1], acc[2], acc[3], acc[4] = a00, a01, a02, a10, a11
     acc[5], acc[6], acc[7], acc[8], acc[9] = a12, a20, a21, a22, a30
     acc[10], acc[11], acc[12], acc[13], acc[14] = a31, a32, a40, a41, a42
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot5x2(g0, g1, s0, s1, s2, s3, s4, acc):
+    """acc[2*t + c] = sum_p s_t[p] * g_c[p]: _dot5x3 for 16 vector registers (AVX2, see _WIDE).
+
+    10 accumulators + 7 loaded vectors fit; _dot5x3 spills 4 of its 15 there.
+    """
+    acc[:] = 0  # a zero of the array's dtype
+    a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = a40 = a41 = acc[0]
+    for p in range(g0.shape[0]):
+        u = g0[p]
+        v = g1[p]
+        x0 = s0[p]
+        x1 = s1[p]
+        x2 = s2[p]
+        x3 = s3[p]
+        x4 = s4[p]
+        a00 += x0 * u
+        a01 += x0 * v
+        a10 += x1 * u
+        a11 += x1 * v
+        a20 += x2 * u
+        a21 += x2 * v
+        a30 += x3 * u
+        a31 += x3 * v
+        a40 += x4 * u
+        a41 += x4 * v
+    acc[0], acc[1], acc[2], acc[3], acc[4] = a00, a01, a10, a11, a20
+    acc[5], acc[6], acc[7], acc[8], acc[9] = a21, a30, a31, a40, a41
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -480,7 +612,7 @@ def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     """Stride 1, one input channel, per image n: g_x[n], gk_part[n] [ntap5, ycp], gb_part[n].
 
     wtap [ycp, ntap5] = k[ky, kx, 0, co] at [co, ky*kw + kx], zero padded to
-    ycp (a multiple of 15) channels and ntap5 (a multiple of 5) taps.
+    ycp (a multiple of _C1_CHN: 15, or 10 without AVX-512) channels and ntap5 (a multiple of 5) taps.
     """
     mb = x.shape[0]
     _, yh, yw, yc = g_y.shape
@@ -504,17 +636,25 @@ def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
         g2 = gw.reshape(ycp, L)
         for co in range(yc):
             gb_part[n, co] = _vsum(g2[co])
-        # g_k: 5 taps x 3 channels per pass over the frame
+        # g_k: 5 taps x 3 channels per pass over the frame (5 x 2 without AVX-512, see _WIDE)
         gk = gk_part[n]
         acc = np.empty(15, x.dtype)
         for j in range(0, ntap5, 5):
             d0, d1, d2, d3, d4 = offs[j], offs[j + 1], offs[j + 2], offs[j + 3], offs[j + 4]
-            for co in range(0, ycp, 3):
-                _dot5x3(g2[co], g2[co + 1], g2[co + 2], xf[d0 : d0 + L], xf[d1 : d1 + L],
-                        xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
-                for t in range(5):
-                    for c in range(3):
-                        gk[j + t, co + c] = acc[3 * t + c]
+            if _WIDE:
+                for co in range(0, ycp, 3):
+                    _dot5x3(g2[co], g2[co + 1], g2[co + 2], xf[d0 : d0 + L], xf[d1 : d1 + L],
+                            xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                    for t in range(5):
+                        for c in range(3):
+                            gk[j + t, co + c] = acc[3 * t + c]
+            else:
+                for co in range(0, ycp, 2):
+                    _dot5x2(g2[co], g2[co + 1], xf[d0 : d0 + L], xf[d1 : d1 + L],
+                            xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                    for t in range(5):
+                        for c in range(2):
+                            gk[j + t, co + c] = acc[2 * t + c]
         if not input_grad:
             continue
         # g_x: cols = GEMM over channels, then col2im as a gather
@@ -572,8 +712,9 @@ def _add_scalar(o, v):
 
 
 @njit(parallel=True, cache=True)
-def _conv_fwd5(x, offs, wt, b, kh, kw, pt, pl, y):
-    """_conv_fwd with the 5 x 5 blocked correlation (offs/wt padded, see _corr5)."""
+def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five):
+    """_conv_fwd through a blocked correlation (offs/wt/b padded, see _forward_blocked):
+    _corr5 (5 taps x 5 channels) if ``five``, else _corr4x3 (4 taps x 3 channels)."""
     mb, _, _, xc = x.shape
     ycp = wt.shape[1]
     _, yh, yw, _ = y.shape
@@ -583,25 +724,35 @@ def _conv_fwd5(x, offs, wt, b, kh, kw, pt, pl, y):
         xs = np.empty((xc, hp + 1, wp), x.dtype)
         _to_planar(x, n, pt, pl, xs)
         out = np.empty((ycp, yh * wp), y.dtype)
-        _corr5(xs.reshape(-1), offs, wt, b, out)
+        if five:
+            _corr5(xs.reshape(-1), offs, wt, b, out)
+        else:
+            _corr4x3(xs.reshape(-1), offs, wt, b, out)
         _from_frame(out, wp, 0, 0, y, n)
 
 
-def _forward5(x, k, b, geo):
-    """conv2d_forward, stride 1, through _conv_fwd5."""
+def _forward_blocked(x, k, b, geo, five):
+    """conv2d_forward, stride 1, through _conv_fwd_blocked: taps / channels / bias
+    zero padded to the block (5 / 5, or 4 / 3)."""
+    taps, chns = (5, 5) if five else (4, 3)
     kh, kw, xc, yc = k.shape
     ntap = xc * kh * kw
-    ntap5 = -(-ntap // 5) * 5
-    ycp = -(-yc // 5) * 5
-    wt = np.zeros((ntap5, ycp), x.dtype)
+    wt = np.zeros((-(-ntap // taps) * taps, -(-yc // chns) * chns), x.dtype)
     wt[:ntap, :yc] = k.transpose(2, 0, 1, 3).reshape(ntap, yc)  # tap order (ci, ky, kx)
+    bp = np.zeros(wt.shape[1], x.dtype)
+    bp[:yc] = b
     hp = geo.yh + kh - 1
     wp = geo.yw + kw - 1
-    offs = np.zeros(ntap5, np.int64)
+    offs = np.zeros(wt.shape[0], np.int64)
     offs[:ntap] = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
     y = np.empty((x.shape[0], geo.yh, geo.yw, yc), x.dtype)
-    _conv_fwd5(x, offs, wt, b, kh, kw, geo.pads[0], geo.pads[2], y)
+    _conv_fwd_blocked(x, offs, wt, bp, kh, kw, geo.pads[0], geo.pads[2], y, five)
     return y
+
+
+def _FWD4X3(xc, yc):
+    """Without AVX-512, 4 taps x 3 channels beat _corr's 4 x 2 (little channel padding only)."""
+    return not _WIDE and (yc % 3 == 0 or yc > 8)
 
 
 def _backward_c1(g_y, x, k, geo, input_grad):
@@ -609,7 +760,7 @@ def _backward_c1(g_y, x, k, geo, input_grad):
     mb = x.shape[0]
     kh, kw, _, yc = k.shape
     ntap = kh * kw
-    ycp = -(-yc // 15) * 15
+    ycp = -(-yc // _C1_CHN) * _C1_CHN
     ntap5 = -(-ntap // 5) * 5
     wtap = np.zeros((ycp, ntap5), x.dtype)
     wtap[:yc, :ntap] = k.reshape(ntap, yc).T
@@ -630,7 +781,9 @@ def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometr
     if geo.sh != 1 or geo.sw != 1:
         return _strided_forward(x, k, b, geo)
     if _FWD5(x.shape[3], k.shape[3]):
-        return _forward5(x, k, b, geo)
+        return _forward_blocked(x, k, b, geo, True)
+    if _FWD4X3(x.shape[3], k.shape[3]):
+        return _forward_blocked(x, k, b, geo, False)
     kh, kw, xc, yc = k.shape
     y = np.empty((x.shape[0], geo.yh, geo.yw, yc), x.dtype)
     wt = np.ascontiguousarray(k.transpose(2, 0, 1, 3)).reshape(xc * kh * kw, yc)  # tap order (ci, ky, kx)
