@@ -44,7 +44,7 @@ def test_adam_update_matches_the_seed_rule(any_backend, dtype):
     np.testing.assert_allclose(p, p_want, rtol=tol, atol=tol)
 
 
-# a product big enough to be split into row pieces, and one that is not
+# products big enough to be cut into pieces (by rows, by columns), and small ones that are not
 MATMUL_SHAPES = [(100, 4320, 100), (4320, 100, 100), (100, 100, 4320), (7, 9, 5), (1, 300, 3)]
 
 
@@ -66,14 +66,15 @@ def test_matmul_matches_float64(any_backend, dtype, m, k, n):
 def test_blocked_matmul_pieces_do_not_depend_on_the_thread_count():
     from fastcnn.kernels import blocked_matmul as bm
 
-    assert bm.row_blocks(100, 1e9) == [(0, 25), (25, 50), (50, 75), (75, 100)]
-    assert bm.row_blocks(4321, 1e9)[-1] == (3243, 4321)
-    assert bm.row_blocks(100, bm.MIN_FLOPS - 1) == [(0, 100)]
-    assert bm.row_blocks(3, 1e9) == [(0, 3)]
+    assert bm.plan(100, 4320, 100) == ("rows", [(0, 50), (50, 100)])
+    assert bm.plan(4320, 100, 100) == ("rows", [(0, 2160), (2160, 4320)])
+    assert bm.plan(100, 100, 4321) == ("cols", [(0, 2161), (2161, 4321)])
+    assert bm.plan(100, 100, 100) == ("rows", [(0, 100)])  # under MIN_FLOPS: one call
     rng = np.random.default_rng(3)
-    a = rng.standard_normal((100, 4320)).astype(np.float32)
-    b = rng.standard_normal((4320, 100)).astype(np.float32)
-    results = [bm.matmul(a, b, threads) for threads in (1, 2, 3, 4)]
-    for got in results[1:]:
-        np.testing.assert_array_equal(got, results[0])
-    np.testing.assert_allclose(results[0], a.astype(np.float64) @ b, rtol=1e-3, atol=1e-2)
+    for m, k, n in [(100, 4320, 100), (100, 100, 4320)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        results = [bm.matmul(a, b, threads) for threads in (1, 2, 3)]
+        for got in results[1:]:
+            np.testing.assert_array_equal(got, results[0])
+        np.testing.assert_allclose(results[0], a.astype(np.float64) @ b, rtol=1e-3, atol=1e-2)

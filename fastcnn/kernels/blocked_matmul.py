@@ -1,12 +1,12 @@
-"""``a @ b`` on every core while BLAS stays single-threaded: fixed row blocks.
+"""``a @ b`` on two cores while BLAS stays single-threaded: fixed pieces.
 
 On the numba backend BLAS runs single-threaded (see ``fastcnn.parallel``), which
 left the dense layers' matmuls on one core. Here the rows of the product are cut
-into ``BLOCKS`` pieces, each its own BLAS call writing into its slice of the
-output, and the pieces run on a small thread pool (NumPy releases the GIL inside
-BLAS). The cut depends only on the shapes, never on the thread count, so every
-output element comes from the same BLAS call with 1 thread or with 8: results
-are bit-identical across thread counts.
+(or the columns) into ``BLOCKS`` pieces, each its own BLAS call writing into its
+slice of the output, and the pieces run on a small thread pool (NumPy releases
+the GIL inside BLAS). The cut depends only on the shapes, never on the thread
+count, so every output element comes from the same BLAS call with 1 thread or
+with 8: results are bit-identical across thread counts.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-#: row pieces per product (4: balanced for 1, 2 and 4 threads)
-BLOCKS = 4
+#: pieces per product (fixed: 4 pieces measured slower than 2 on 2 cores, because
+#: every piece packs its own copy of the operand that is not cut)
+BLOCKS = 2
 #: products below this many flops run as one call (handing work to a thread costs ~20 us)
 MIN_FLOPS = 8_000_000
 
@@ -34,32 +35,39 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def row_blocks(rows: int, flops: float) -> list[tuple[int, int]]:
-    """The fixed ``[start, stop)`` row pieces of a product (one piece when it is small)."""
-    if flops < MIN_FLOPS or rows < BLOCKS:
-        return [(0, rows)]
-    step = -(-rows // BLOCKS)
-    return [(r, min(r + step, rows)) for r in range(0, rows, step)]
+def plan(m: int, k: int, n: int) -> tuple[str, list[tuple[int, int]]]:
+    """How ``[m, k] @ [k, n]`` is cut: ``('rows' | 'cols', [(start, stop), ...])``.
+
+    The larger operand is cut (rows of ``a`` or columns of ``b``), so only the
+    smaller one is packed by every piece; small products stay one piece.
+    Measured on 2 cores: 100x100 @ 100x4320 took 0.93 ms cut by rows, 0.77 by columns.
+    """
+    cut_cols = k * n > m * k
+    size = n if cut_cols else m
+    if 2.0 * m * k * n < MIN_FLOPS or size < BLOCKS:
+        return "rows", [(0, m)]
+    step = -(-size // BLOCKS)
+    return ("cols" if cut_cols else "rows"), [(s, min(s + step, size)) for s in range(0, size, step)]
 
 
 def matmul(a: np.ndarray, b: np.ndarray, threads: int) -> np.ndarray:
     """``a @ b`` for 2-D arrays (transposed views welcome), split over ``threads`` threads."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    blocks = row_blocks(a.shape[0], 2.0 * a.shape[0] * a.shape[1] * b.shape[1])
+    axis, blocks = plan(a.shape[0], a.shape[1], b.shape[1])
 
     def piece(block: tuple[int, int]) -> None:
-        r0, r1 = block
-        np.matmul(a[r0:r1], b, out=out[r0:r1])
+        s0, s1 = block
+        if axis == "rows":
+            np.matmul(a[s0:s1], b, out=out[s0:s1])
+        else:
+            np.matmul(a, b[:, s0:s1], out=out[:, s0:s1])
 
     if threads < 2 or len(blocks) == 1:
         for block in blocks:
             piece(block)
         return out
-    # workers take pieces round-robin by thread: piece i runs on worker i % threads
-    per_thread = [blocks[t::threads] for t in range(min(threads, len(blocks)))]
-    futures = [_executor().submit(lambda mine=mine: [piece(bl) for bl in mine]) for mine in per_thread[1:]]
-    for block in per_thread[0]:
-        piece(block)
+    futures = [_executor().submit(piece, block) for block in blocks[1:]]
+    piece(blocks[0])
     for future in futures:
         future.result()
     return out
