@@ -94,3 +94,19 @@ def test_mode_values():
     reg = CnnModel("reg", tiny_dataset(mode="regression"), None, [], backend="numpy").mode
     # the book's regression accuracy: 1 - mean relative error
     assert reg.accuracy(np.array([[1.1], [1.8]]), np.array([[1.0], [2.0]])) == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("net", list(NETS))
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_training_step_skips_only_the_input_gradient(net, backend):
+    """compute_step (first layer without g_x) gives the same parameter gradients."""
+    ds = tiny_dataset(n=12, shape=(7, 6, 2), classes=3, mode="select")
+    model = CnnModel("grad", ds, None, NETS[net], backend=backend, dtype="float64", seed=5)
+    x, y = ds.get_train_data(np.arange(4))
+    loss, grads, g_x, _ = model.compute_gradients(x, y)
+    assert g_x is not None and g_x.shape == x.shape
+    step_loss, _, step_grads = model.compute_step(x, y)
+    assert step_loss == loss
+    assert set(step_grads) == set(grads)
+    for key in grads:
+        np.testing.assert_array_equal(step_grads[key], grads[key], err_msg=key)
