@@ -62,12 +62,18 @@ def _check(model, x, y, rng):
             assert grad[index] == pytest.approx(num, rel=1e-5, abs=1e-8), f"{key}{index}"
 
 
-@pytest.mark.parametrize("net", list(NETS))
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_gradients_match_finite_differences(net, backend):
+def _net_and_batch(net: str, backend: str):
+    """A float64 model of ``NETS[net]`` on a tiny dataset, and a batch of 4."""
     ds = tiny_dataset(n=12, shape=(7, 6, 2), classes=3, mode="select")
     model = CnnModel("grad", ds, None, NETS[net], backend=backend, dtype="float64", seed=5)
     x, y = ds.get_train_data(np.arange(4))
+    return model, x, y
+
+
+@pytest.mark.parametrize("net", list(NETS))
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_gradients_match_finite_differences(net, backend):
+    model, x, y = _net_and_batch(net, backend)
     _check(model, x.astype(np.float64), y, np.random.default_rng(0))
 
 
@@ -100,9 +106,7 @@ def test_mode_values():
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_training_step_skips_only_the_input_gradient(net, backend):
     """compute_step (first layer without g_x) gives the same parameter gradients."""
-    ds = tiny_dataset(n=12, shape=(7, 6, 2), classes=3, mode="select")
-    model = CnnModel("grad", ds, None, NETS[net], backend=backend, dtype="float64", seed=5)
-    x, y = ds.get_train_data(np.arange(4))
+    model, x, y = _net_and_batch(net, backend)
     loss, grads, g_x, _ = model.compute_gradients(x, y)
     assert g_x is not None and g_x.shape == x.shape
     step_loss, _, step_grads = model.compute_step(x, y)
