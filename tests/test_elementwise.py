@@ -78,3 +78,34 @@ def test_blocked_matmul_pieces_do_not_depend_on_the_thread_count():
         for got in results[1:]:
             np.testing.assert_array_equal(got, results[0])
         np.testing.assert_allclose(results[0], a.astype(np.float64) @ b, rtol=1e-3, atol=1e-2)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_blocked_matmul_works_in_a_forked_child():
+    """The thread pool of the parent does not exist after fork: the child must not hang."""
+    import os
+
+    from fastcnn.kernels import blocked_matmul as bm
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((100, 4320)).astype(np.float32)
+    b = rng.standard_normal((4320, 100)).astype(np.float32)
+    want = bm.matmul(a, b, 2)  # the parent's pool now exists
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only if the product is right
+        ok = np.array_equal(bm.matmul(a, b, 2), want)
+        os._exit(0 if ok else 1)
+    import signal
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:  # a hung child fails the test instead of hanging the run
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("matmul in a forked child did not finish within 60 s")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,6 +11,7 @@ with 8: results are bit-identical across thread counts.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,6 +34,16 @@ def _executor() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=BLOCKS - 1, thread_name_prefix="fastcnn-mm")
         return _pool
+
+
+def _forget_pool_in_child() -> None:
+    """A forked child has none of the parent's worker threads: start a new pool there."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def plan(m: int, k: int, n: int) -> tuple[str, list[tuple[int, int]]]:
