@@ -26,6 +26,38 @@ def test_relu_forward_and_backward(any_backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_into_out_is_bit_identical(any_backend, dtype):
+    impl = K.get_backend(any_backend)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 5, 4, 2)).astype(dtype)
+    x[0, 0, 0, 0], x[0, 1, 0, 0] = np.nan, -0.0
+    want = impl.relu_forward(x.copy())
+    out = np.full_like(x, 7)
+    x_before = x.copy()
+    assert impl.relu_forward(x, out=out) is out
+    assert out.tobytes() == want.tobytes()
+    assert x.tobytes() == x_before.tobytes()  # with out, x is left alone (also on NumPy)
+    g_y = rng.standard_normal(x.shape).astype(dtype)
+    g_y[1, 1, 1, 1] = -0.0
+    want_g = impl.relu_backward(g_y, want)
+    out = np.full_like(x, 7)
+    assert impl.relu_backward(g_y, want, out=out) is out
+    assert out.tobytes() == want_g.tobytes()
+    with pytest.raises(ValueError, match="out"):
+        impl.relu_backward(g_y, want, out=np.empty((3, 5, 4, 3), dtype))
+
+
+def test_numba_relu_rejects_an_out_it_cannot_write_through():
+    impl = K.get_backend("numba")
+    x = np.ones((4, 6), np.float32)
+    for bad in (np.empty((6, 4), np.float32).T, np.empty((4, 6), np.float64), np.empty((4, 5), np.float32)):
+        with pytest.raises(ValueError, match="out must be"):
+            impl.relu_forward(x, out=bad)
+        with pytest.raises(ValueError, match="out must be"):
+            impl.relu_backward(x, x, out=bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adam_update_matches_the_seed_rule(any_backend, dtype):
     impl = K.get_backend(any_backend)
     rng = np.random.default_rng(1)

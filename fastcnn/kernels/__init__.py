@@ -5,6 +5,11 @@ and raises ``ValueError``/``TypeError`` naming the argument at fault, then
 hands contiguous arrays and normalized geometry to one backend module.
 Backend modules (``adhoc``, ``better``, ``im2col``, ``numba_cpu``) all define
 the same internal functions; see ``BACKEND_FUNCTIONS`` for their signatures.
+
+The six conv and pooling functions take ``out=``: an array the result is
+written into (and which is returned), checked here before any backend code
+runs. Backends marked in ``WRITES_INTO_OUT`` write into it themselves; for the
+others the result is computed as usual and copied into ``out``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from .shapes import ConvGeometry, PoolGeometry, conv_geometry, pool_geometry
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
+    "WRITES_INTO_OUT",
     "avg_pool_backward",
     "avg_pool_forward",
     "conv2d_backward",
@@ -40,6 +46,19 @@ BACKENDS: dict[str, str] = {
 }
 DEFAULT_BACKEND = "numba"
 
+#: backend name -> True if its six conv/pool functions take ``out=None`` and
+#: write the result into ``out`` themselves (no extra array, no copy); False:
+#: the dispatcher copies the backend's fresh result into ``out``. Only the
+#: backends marked True gain from reusing output buffers (``fastcnn.workspace``).
+WRITES_INTO_OUT: dict[str, bool] = {
+    "numba": True,
+    "numpy": False,
+    "better": False,
+    "adhoc": False,
+}
+if WRITES_INTO_OUT.keys() != BACKENDS.keys():  # pragma: no cover - a table out of step
+    raise ImportError("WRITES_INTO_OUT must list every backend in BACKENDS")
+
 #: The internal functions every backend module defines. Arrays arrive
 #: C-contiguous with one float dtype; geometry arrives resolved.
 #:   conv2d_forward(x, k, b, geo: ConvGeometry) -> y [mb, yh, yw, ychn]
@@ -50,9 +69,15 @@ DEFAULT_BACKEND = "numba"
 #:   avg_pool_backward(g_y, x, geo: PoolGeometry) -> g_x
 #:   ext_regions(x, geo: ConvGeometry) -> cols [mb*yh*yw, kh*kw*xchn]
 #:   undo_ext_regions(cols, x_shape, geo: ConvGeometry) -> g_x [mb, xh, xw, xchn]
-#: and the steps the layers and Adam call around them (NumPy in
+#: Backends marked in WRITES_INTO_OUT also take ``out=None`` (keyword) in the
+#: first six: y, or g_x for the backwards (conv2d_backward: only with
+#: input_grad), arrives checked (shape, dtype, C-contiguous, writeable, no
+#: overlap with the inputs); they write into it and return it.
+#: And the steps the layers and Adam call around them (NumPy in
 #: ``elementwise.py``, fused and parallel in the numba backend):
-#:   relu_forward(x) -> max(x, 0), may reuse x;  relu_backward(g_y, y) -> g
+#:   relu_forward(x, out=None) -> max(x, 0) into out; without out a new array
+#:       (numba) or x itself (NumPy: the caller gives up its fresh pre-activation)
+#:   relu_backward(g_y, y, out=None) -> g_y * (y > 0), into out if given
 #:   adam_update(p, g, m, v, lr_t, b1, b2, eps)   (in place on p, m, v)
 #:   matmul(a, b) -> a @ b   (2-D, for the dense layers; transposed views allowed)
 BACKEND_FUNCTIONS = (
@@ -139,6 +164,45 @@ def _x_shape(x_shape) -> tuple[int, int, int, int]:
     return shape
 
 
+def _out(out, expected: tuple, dtype, inputs: dict):
+    """Check an ``out=`` array: None, or exactly what the result will be, overlapping no input.
+
+    ``inputs`` maps argument names to the arrays as the caller passed them.
+    """
+    if out is None:
+        return None
+    want = f"shape {expected} and dtype {np.dtype(dtype)}"
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array of {want}, got {type(out).__name__}")
+    if out.shape != expected:
+        raise ValueError(f"out has shape {out.shape}, expected {want}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, expected {want} (the dtype of x)")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous ({want})")
+    if not out.flags.writeable:
+        raise ValueError(f"out must be writeable ({want})")
+    for name, array in inputs.items():
+        if np.may_share_memory(out, array):
+            raise ValueError(f"out must not overlap the input {name} ({want})")
+    return out
+
+
+def _into(out, result: np.ndarray) -> np.ndarray:
+    """``result`` itself, or copied into ``out`` (for backends that do not write into it)."""
+    if out is None or result is out:
+        return result
+    np.copyto(out, result)
+    return out
+
+
+def _call(backend: str, fn, *args, out=None):
+    """Run a backend function with ``out`` handled as ``WRITES_INTO_OUT`` says."""
+    if out is not None and WRITES_INTO_OUT[backend]:
+        return fn(*args, out=out)
+    return _into(out, fn(*args))
+
+
 def _conv_geo(x_shape, kh, kw, stride, padding) -> ConvGeometry:
     return conv_geometry(x_shape, kh, kw, stride, padding)
 
@@ -152,72 +216,95 @@ def _pool_geo(x: np.ndarray, ksize, stride) -> PoolGeometry:
 # --------------------------------------------------------------------------
 
 
-def conv2d_forward(x, k, b, stride=1, padding="same", *, backend: str = DEFAULT_BACKEND):
+def conv2d_forward(x, k, b, stride=1, padding="same", *, backend: str = DEFAULT_BACKEND, out=None):
     """Convolve NHWC ``x`` with ``k [kh, kw, xchn, ychn]`` and add bias ``b [ychn]``.
 
-    Returns ``y [mb, yh, yw, ychn]`` in the dtype of ``x``.
+    Returns ``y [mb, yh, yw, ychn]`` in the dtype of ``x``; with ``out`` (a
+    C-contiguous, writeable array of that shape and dtype that overlaps no
+    input) the result is written into ``out``, which is returned.
     """
     impl = get_backend(backend)
+    x0, k0, b0 = x, k, b
     x = _x(x)
     k = _kernel(k, x)
     b = _array(b, "b [ychn]", 1, x.dtype)
     if b.shape[0] != k.shape[3]:
         raise ValueError(f"b has length {b.shape[0]} but k has {k.shape[3]} output channels")
     geo = _conv_geo(x.shape, k.shape[0], k.shape[1], stride, padding)
-    return impl.conv2d_forward(x, k, b, geo)
+    out = _out(out, (x.shape[0], geo.yh, geo.yw, k.shape[3]), x.dtype, {"x": x0, "k": k0, "b": b0})
+    return _call(backend, impl.conv2d_forward, x, k, b, geo, out=out)
 
 
 def conv2d_backward(g_y, x, k, stride=1, padding="same", *, input_grad: bool = True,
-                    backend: str = DEFAULT_BACKEND):
+                    backend: str = DEFAULT_BACKEND, out=None):
     """Gradients of ``conv2d_forward``: returns ``(g_x, g_k, g_b)``.
 
     ``input_grad=False`` skips ``g_x`` (returned as None): a model's first layer
     never needs the gradient of its input, and on one-channel inputs it is a
-    third of the backward's work.
+    third of the backward's work. ``out`` receives ``g_x`` (shape and dtype of
+    ``x``, see ``conv2d_forward``) and is returned as it; with
+    ``input_grad=False`` there is no ``g_x``, and passing ``out`` is an error.
+    ``g_k`` and ``g_b`` are always new arrays.
     """
     impl = get_backend(backend)
+    x0, k0, g_y0 = x, k, g_y
     x = _x(x)
     k = _kernel(k, x)
     geo = _conv_geo(x.shape, k.shape[0], k.shape[1], stride, padding)
     g_y = _grad(g_y, x, (x.shape[0], geo.yh, geo.yw, k.shape[3]))
-    return impl.conv2d_backward(g_y, x, k, geo, bool(input_grad))
+    input_grad = bool(input_grad)
+    if out is not None and not input_grad:
+        raise ValueError("out receives g_x, which input_grad=False skips: pass out=None")
+    out = _out(out, x.shape, x.dtype, {"g_y": g_y0, "x": x0, "k": k0})
+    if out is not None and WRITES_INTO_OUT[backend]:
+        return impl.conv2d_backward(g_y, x, k, geo, input_grad, out=out)
+    g_x, g_k, g_b = impl.conv2d_backward(g_y, x, k, geo, input_grad)
+    return (_into(out, g_x) if input_grad else None), g_k, g_b
 
 
-def max_pool_forward(x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
+def max_pool_forward(x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND, out=None):
     """Max over ``ksize`` windows moved by ``stride`` (default: the window).
 
     Ties go to the first maximum in row-major window order. With NaN in a
     window the result differs by backend (NumPy's max propagates it, the loop
     backends compare with ``>``); training stops on non-finite values first.
+    ``out``: see ``conv2d_forward``.
     """
-    impl = get_backend(backend)
+    return _pool_forward(get_backend(backend).max_pool_forward, x, ksize, stride, backend, out)
+
+
+def max_pool_backward(g_y, x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND, out=None):
+    """Route ``g_y`` to the first maximum of each window; returns ``g_x`` (into ``out`` if given)."""
+    return _pool_backward(get_backend(backend).max_pool_backward, g_y, x, ksize, stride, backend, out)
+
+
+def avg_pool_forward(x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND, out=None):
+    """Mean over ``ksize`` windows moved by ``stride`` (default: the window); ``out`` as above."""
+    return _pool_forward(get_backend(backend).avg_pool_forward, x, ksize, stride, backend, out)
+
+
+def avg_pool_backward(g_y, x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND, out=None):
+    """Spread ``g_y`` evenly over each window; returns ``g_x`` (into ``out`` if given)."""
+    return _pool_backward(get_backend(backend).avg_pool_backward, g_y, x, ksize, stride, backend, out)
+
+
+def _pool_forward(fn, x, ksize, stride, backend: str, out):
+    """Check the arguments of a pooling forward, then run the backend's ``fn``."""
+    x0 = x
     x = _x(x)
-    return impl.max_pool_forward(x, _pool_geo(x, ksize, stride))
+    geo = _pool_geo(x, ksize, stride)
+    out = _out(out, (x.shape[0], geo.yh, geo.yw, x.shape[3]), x.dtype, {"x": x0})
+    return _call(backend, fn, x, geo, out=out)
 
 
-def max_pool_backward(g_y, x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
-    """Route ``g_y`` to the first maximum of each window; returns ``g_x``."""
-    impl = get_backend(backend)
+def _pool_backward(fn, g_y, x, ksize, stride, backend: str, out):
+    """Check the arguments of a pooling backward, then run the backend's ``fn``."""
+    x0, g_y0 = x, g_y
     x = _x(x)
     geo = _pool_geo(x, ksize, stride)
     g_y = _grad(g_y, x, (x.shape[0], geo.yh, geo.yw, x.shape[3]))
-    return impl.max_pool_backward(g_y, x, geo)
-
-
-def avg_pool_forward(x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
-    """Mean over ``ksize`` windows moved by ``stride`` (default: the window)."""
-    impl = get_backend(backend)
-    x = _x(x)
-    return impl.avg_pool_forward(x, _pool_geo(x, ksize, stride))
-
-
-def avg_pool_backward(g_y, x, ksize, stride=None, *, backend: str = DEFAULT_BACKEND):
-    """Spread ``g_y`` evenly over each window; returns ``g_x``."""
-    impl = get_backend(backend)
-    x = _x(x)
-    geo = _pool_geo(x, ksize, stride)
-    g_y = _grad(g_y, x, (x.shape[0], geo.yh, geo.yw, x.shape[3]))
-    return impl.avg_pool_backward(g_y, x, geo)
+    out = _out(out, x.shape, x.dtype, {"g_y": g_y0, "x": x0})
+    return _call(backend, fn, g_y, x, geo, out=out)
 
 
 def ext_regions(x, kh, kw, stride=1, padding="same", *, backend: str = DEFAULT_BACKEND):

@@ -10,14 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def relu_forward(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)``, written into ``x`` (a fresh pre-activation the caller gives up)."""
-    return np.maximum(x, 0, out=x)
+def relu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(x, 0)``, written into ``out``, or without it into ``x`` (a fresh
+    pre-activation the caller gives up)."""
+    return np.maximum(x, 0, out=x if out is None else out)
 
 
-def relu_backward(g_y: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Gradient through ReLU from its output ``y``: ``g_y * (y > 0)``."""
-    return (g_y * (y > 0)).astype(y.dtype, copy=False)
+def relu_backward(g_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient through ReLU from its output ``y``: ``g_y * (y > 0)``, into ``out`` if given."""
+    if out is None:
+        return (g_y * (y > 0)).astype(y.dtype, copy=False)
+    if out.shape != y.shape or out.dtype != y.dtype:
+        raise ValueError(f"out must be an array of shape {y.shape} and dtype {y.dtype}")
+    # the product is formed in the dtype of g_y and then cast, as astype does above
+    return np.multiply(g_y, y > 0, out=out)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

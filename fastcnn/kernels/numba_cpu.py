@@ -15,7 +15,9 @@ in a fixed order afterwards, so results do not depend on scheduling.
 
 This is the only module that imports numba (its on-disk cache keys on this
 file alone). Arguments arrive validated and C-contiguous from
-``fastcnn.kernels``; the kernels assume valid input.
+``fastcnn.kernels``; the kernels assume valid input. The conv and pooling
+wrappers take ``out=None``: a checked array they write the result into in place
+of their ``np.empty`` (see ``fastcnn.kernels.WRITES_INTO_OUT``).
 """
 
 from __future__ import annotations
@@ -127,6 +129,11 @@ def _sum_batch(part):
         for j in range(part.shape[1]):
             out[j] += part[n, j]
     return out
+
+
+def _output(out, shape, dtype) -> np.ndarray:
+    """The array a wrapper writes its result into: ``out`` (checked by the caller), else a new one."""
+    return np.empty(shape, dtype) if out is None else out
 
 
 # --------------------------------------------------------------------------
@@ -751,7 +758,7 @@ def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five):
         _from_frame(out, wp, 0, 0, y, n)
 
 
-def _forward_blocked(x, k, b, geo, five):
+def _forward_blocked(x, k, b, geo, five, out=None):
     """conv2d_forward, stride 1, through _conv_fwd_blocked: taps / channels / bias
     zero padded to the block (5 / 5, or 4 / 3)."""
     taps, chns = (5, 5) if five else (4, 3)
@@ -765,7 +772,7 @@ def _forward_blocked(x, k, b, geo, five):
     wp = geo.yw + kw - 1
     offs = np.zeros(wt.shape[0], np.int64)
     offs[:ntap] = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
-    y = np.empty((x.shape[0], geo.yh, geo.yw, yc), x.dtype)
+    y = _output(out, (x.shape[0], geo.yh, geo.yw, yc), x.dtype)
     _conv_fwd_blocked(x, offs, wt, bp, kh, kw, geo.pads[0], geo.pads[2], y, five)
     return y
 
@@ -775,7 +782,7 @@ def _FWD4X3(xc, yc):
     return not _WIDE and (yc % 3 == 0 or yc > 8)
 
 
-def _backward_c1(g_y, x, k, geo, input_grad):
+def _backward_c1(g_y, x, k, geo, input_grad, out=None):
     """conv2d_backward for one input channel, stride 1 (see _conv_bwd_c1)."""
     mb = x.shape[0]
     kh, kw, _, yc = k.shape
@@ -784,7 +791,7 @@ def _backward_c1(g_y, x, k, geo, input_grad):
     ntap5 = -(-ntap // 5) * 5
     wtap = np.zeros((ycp, ntap5), x.dtype)
     wtap[:yc, :ntap] = k.reshape(ntap, yc).T
-    g_x = np.empty_like(x) if input_grad else np.empty((1, 1, 1, 1), x.dtype)
+    g_x = _output(out, x.shape, x.dtype) if input_grad else np.empty((1, 1, 1, 1), x.dtype)
     gk_part = np.empty((mb, ntap5, ycp), x.dtype)
     gb_part = np.empty((mb, yc), x.dtype)
     _conv_bwd_c1(g_y, x, wtap, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad)
@@ -796,31 +803,35 @@ def _FWD5(xc, yc):
     return xc == 1
 
 
-def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    """x [mb, xh, xw, xchn], k [kh, kw, xchn, ychn], b [ychn] -> y [mb, yh, yw, ychn]."""
+def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """x [mb, xh, xw, xchn], k [kh, kw, xchn, ychn], b [ychn] -> y [mb, yh, yw, ychn] (``out`` if given)."""
     if geo.sh != 1 or geo.sw != 1:
-        return _strided_forward(x, k, b, geo)
+        return _strided_forward(x, k, b, geo, out)
     if _FWD5(x.shape[3], k.shape[3]):
-        return _forward_blocked(x, k, b, geo, True)
+        return _forward_blocked(x, k, b, geo, True, out)
     if _FWD4X3(x.shape[3], k.shape[3]):
-        return _forward_blocked(x, k, b, geo, False)
+        return _forward_blocked(x, k, b, geo, False, out)
     kh, kw, xc, yc = k.shape
-    y = np.empty((x.shape[0], geo.yh, geo.yw, yc), x.dtype)
+    y = _output(out, (x.shape[0], geo.yh, geo.yw, yc), x.dtype)
     wt = np.ascontiguousarray(k.transpose(2, 0, 1, 3)).reshape(xc * kh * kw, yc)  # tap order (ci, ky, kx)
     _conv_fwd(x, wt, b, kh, kw, geo.pads[0], geo.pads[2], y)
     return y
 
 
 def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry,
-                    input_grad: bool = True):
-    """g_y [mb, yh, yw, ychn] -> (g_x like x or None without input_grad, g_k like k, g_b [ychn])."""
+                    input_grad: bool = True, out: np.ndarray | None = None):
+    """g_y [mb, yh, yw, ychn] -> (g_x like x or None without input_grad, g_k like k, g_b [ychn]).
+
+    ``out`` (only with input_grad) receives g_x; g_k and g_b are always new arrays.
+    """
     if geo.sh != 1 or geo.sw != 1:
-        return _strided_backward(g_y, x, k, geo, input_grad)
+        return _strided_backward(g_y, x, k, geo, input_grad, out)
     if x.shape[3] == 1:
-        return _backward_c1(g_y, x, k, geo, input_grad)
+        return _backward_c1(g_y, x, k, geo, input_grad, out)
     mb = x.shape[0]
     kh, kw, xc, yc = k.shape
-    g_x = np.empty_like(x) if input_grad else np.empty((1, 1, 1, 1), x.dtype)
+    g_x = _output(out, x.shape, x.dtype) if input_grad else np.empty((1, 1, 1, 1), x.dtype)
     gk_part = np.empty((mb, xc * kh * kw, yc), x.dtype)
     gb_part = np.empty((mb, yc), x.dtype)
     # flipped kernel in tap order (co, ky, kx): [yc*kh*kw, xc]
@@ -833,16 +844,17 @@ def conv2d_backward(g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeom
     return (g_x if input_grad else None), np.ascontiguousarray(g_k), _sum_batch(gb_part)
 
 
-def _strided_forward(x, k, b, geo):
-    """Stride > 1: parallel im2col gather, one sgemm, bias."""
+def _strided_forward(x, k, b, geo, out=None):
+    """Stride > 1: parallel im2col gather, one sgemm (into ``out`` if given), bias."""
     cols = ext_regions(x, geo)
+    y = None if out is None else out.reshape(cols.shape[0], k.shape[3])
     with single_threaded_blas():  # numba owns the cores (see fastcnn.parallel)
-        y = cols @ k.reshape(-1, k.shape[3])
+        y = np.matmul(cols, k.reshape(-1, k.shape[3]), out=y)
     y += b
-    return y.reshape(x.shape[0], geo.yh, geo.yw, k.shape[3])
+    return y.reshape(x.shape[0], geo.yh, geo.yw, k.shape[3]) if out is None else out
 
 
-def _strided_backward(g_y, x, k, geo, input_grad):
+def _strided_backward(g_y, x, k, geo, input_grad, out=None):
     """Stride > 1: g_k = cols.T @ g, g_x = col2im(g @ k_flat.T), g_b = column sums."""
     g = g_y.reshape(-1, k.shape[3])
     k_flat = k.reshape(-1, k.shape[3])
@@ -852,7 +864,7 @@ def _strided_backward(g_y, x, k, geo, input_grad):
         g_cols = None if not input_grad else np.ascontiguousarray(g @ k_flat.T)
     if not input_grad:
         return None, g_k, _sum_batch(g)
-    g_x = undo_ext_regions(g_cols, x.shape, geo)
+    g_x = _col2im(g_cols, geo, _output(out, x.shape, x.dtype))
     return g_x, g_k, _sum_batch(g)
 
 
@@ -915,7 +927,11 @@ def ext_regions(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
 
 def undo_ext_regions(cols: np.ndarray, x_shape, geo: ConvGeometry) -> np.ndarray:
     """cols [mb*yh*yw, kh*kw*xchn] -> g_x [mb, xh, xw, xchn], padding cropped."""
-    g_x = np.empty(tuple(x_shape), cols.dtype)
+    return _col2im(cols, geo, np.empty(tuple(x_shape), cols.dtype))
+
+
+def _col2im(cols: np.ndarray, geo: ConvGeometry, g_x: np.ndarray) -> np.ndarray:
+    """undo_ext_regions into ``g_x`` (every element is written); returns g_x."""
     _undo_ext_regions(cols, geo.kh, geo.kw, geo.sh, geo.sw, geo.pads[0], geo.pads[2], geo.yh, geo.yw, g_x)
     return g_x
 
@@ -1073,30 +1089,32 @@ def _avg_bwd(g_y, kh, kw, sh, sw, g_x):
                             dst[c] += g[c] * scale
 
 
-def max_pool_forward(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
-    """x [mb, xh, xw, c] -> y [mb, yh, yw, c]."""
-    y = np.empty((x.shape[0], geo.yh, geo.yw, x.shape[3]), x.dtype)
+def max_pool_forward(x: np.ndarray, geo: PoolGeometry, out: np.ndarray | None = None) -> np.ndarray:
+    """x [mb, xh, xw, c] -> y [mb, yh, yw, c] (``out`` if given)."""
+    y = _output(out, (x.shape[0], geo.yh, geo.yw, x.shape[3]), x.dtype)
     _max_fwd(x, geo.kh, geo.kw, geo.sh, geo.sw, y)
     return y
 
 
-def max_pool_backward(g_y: np.ndarray, x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
-    """g_y [mb, yh, yw, c] -> g_x [mb, xh, xw, c]."""
-    g_x = np.empty_like(x)
+def max_pool_backward(g_y: np.ndarray, x: np.ndarray, geo: PoolGeometry,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """g_y [mb, yh, yw, c] -> g_x [mb, xh, xw, c] (``out`` if given)."""
+    g_x = _output(out, x.shape, x.dtype)
     _max_bwd(g_y, x, geo.kh, geo.kw, geo.sh, geo.sw, g_x)
     return g_x
 
 
-def avg_pool_forward(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
-    """x [mb, xh, xw, c] -> y [mb, yh, yw, c]."""
-    y = np.empty((x.shape[0], geo.yh, geo.yw, x.shape[3]), x.dtype)
+def avg_pool_forward(x: np.ndarray, geo: PoolGeometry, out: np.ndarray | None = None) -> np.ndarray:
+    """x [mb, xh, xw, c] -> y [mb, yh, yw, c] (``out`` if given)."""
+    y = _output(out, (x.shape[0], geo.yh, geo.yw, x.shape[3]), x.dtype)
     _avg_fwd(x, geo.kh, geo.kw, geo.sh, geo.sw, y)
     return y
 
 
-def avg_pool_backward(g_y: np.ndarray, x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
-    """g_y [mb, yh, yw, c] -> g_x [mb, xh, xw, c]; x only gives the shape."""
-    g_x = np.empty_like(x)
+def avg_pool_backward(g_y: np.ndarray, x: np.ndarray, geo: PoolGeometry,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """g_y [mb, yh, yw, c] -> g_x [mb, xh, xw, c] (``out`` if given); x only gives the shape."""
+    g_x = _output(out, x.shape, x.dtype)
     _avg_bwd(g_y, geo.kh, geo.kw, geo.sh, geo.sw, g_x)
     return g_x
 
@@ -1139,18 +1157,33 @@ def _adam(p, g, m, v, lr_t, beta1, beta2, eps):
         p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
-def relu_forward(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` in one parallel pass, into a new array (see ``_relu``)."""
+def relu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(x, 0)`` in one parallel pass, into ``out`` or a new array (see ``_relu``).
+
+    ``out``: C-contiguous, writeable, the shape and dtype of x, not overlapping x.
+    """
     x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
+    out = _elementwise_out(out, x)
     _relu(x.reshape(-1), out.reshape(-1))
     return out
 
 
-def relu_backward(g_y: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``g_y * (y > 0)`` in one pass."""
-    out = np.empty_like(y)
+def relu_backward(g_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``g_y * (y > 0)`` in one pass, into ``out`` (shaped like y) or a new array."""
+    y = np.ascontiguousarray(y)
+    out = _elementwise_out(out, y)
     _relu_backward(np.ascontiguousarray(g_y, y.dtype).reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _elementwise_out(out, like: np.ndarray) -> np.ndarray:
+    """A new array like ``like``, or ``out`` once checked: a flat view of it must write through."""
+    if out is None:
+        return np.empty_like(like)
+    if not isinstance(out, np.ndarray) or out.shape != like.shape or out.dtype != like.dtype:
+        raise ValueError(f"out must be an array of shape {like.shape} and dtype {like.dtype}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"out must be C-contiguous and writeable (shape {like.shape}, dtype {like.dtype})")
     return out
 
 
