@@ -8,6 +8,7 @@ parameter files in ``fastcnn.params_io``.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ from .modes import make_mode
 from .optim import Adam, make_optimizer
 from .parallel import single_threaded_blas
 from .train import History, run_training
+from .workspace import Workspace
 
 DTYPES = ("float32", "float64")
 INITS = ("he", "seed")
@@ -56,6 +58,15 @@ class CnnModel:
     optimizer : None, a name in ``fastcnn.optim.OPTIMIZERS`` or an optimizer object.
     init : 'he' (normal, std sqrt(gain / fan_in)), 'seed' (the book's N(0, 0.030)) or a float std.
     plot_dir : folder for the ``show_maps`` plots (default ``fastcnn_plots/<name>``).
+
+    Attributes
+    ----------
+    workspace : Workspace or None
+        The conv/pool activations and activation gradients that ``compute_step``
+        (and so ``train``) reuses from step to step, on backends that write into
+        given outputs (``kernels.WRITES_INTO_OUT``: numba); None elsewhere, and
+        setting it to None turns reuse off. ``forward``, ``predict`` and
+        ``compute_gradients`` never use it: what they return is always new.
     """
 
     def __init__(self, name, dataset, mode=None, hconfigs=None, show_maps=False, use_adam=True, *,
@@ -84,6 +95,8 @@ class CnnModel:
                                    rng=np.random.default_rng(seed), init=init)
         #: flat view of every parameter array, keyed ``layer03_conv/k`` (same arrays as the layers')
         self.params = {f"{layer.key}/{n}": a for layer in self.layers for n, a in layer.params.items()}
+        self.workspace = Workspace() if kernels.WRITES_INTO_OUT[backend] else None
+        self._workspace_lock = threading.Lock()  # one step at a time owns the workspace
         self.optimizer = make_optimizer(optimizer, use_adam)
         if isinstance(self.optimizer, Adam):
             self.optimizer.step_fn = kernels.get_backend(backend).adam_update
@@ -115,11 +128,14 @@ class CnnModel:
 
         When ``maps`` is a list, ``(label, y)`` of every conv/pool layer is appended.
         """
+        return self._forward(x, maps, None)
+
+    def _forward(self, x, maps, workspace):
         auxes = []
         x = self._input(x)
         with self._threads():
             for layer in self.layers:
-                x, aux = layer.forward(x)
+                x, aux = layer.forward(x, workspace)
                 auxes.append(aux)
                 if maps is not None and layer.makes_maps:
                     maps.append((layer.key, x))
@@ -131,20 +147,43 @@ class CnnModel:
         ``input_grad=False`` lets the first layer skip the gradient of the input
         (``g_x`` is then None): training never needs it.
         """
-        output, auxes = self.forward(x)
+        return self._gradients(x, y, input_grad, None)
+
+    def _gradients(self, x, y, input_grad: bool, workspace):
+        output, auxes = self._forward(x, None, workspace)
         loss, g = self.mode.loss_grad(output, np.asarray(y, dtype=self.dtype))
         grads = {}
         with self._threads():
             for i in reversed(range(len(self.layers))):
                 layer = self.layers[i]
-                g, layer_grads = layer.backward(g, auxes[i], input_grad=input_grad or i > 0)
+                g, layer_grads = layer.backward(g, auxes[i], input_grad=input_grad or i > 0,
+                                                workspace=workspace)
                 grads.update({f"{layer.key}/{n}": gv for n, gv in layer_grads.items()})
         return loss, grads, g, output
 
     def compute_step(self, x, y):
-        """One training step without the update: ``(cost, batch accuracy, grads)``."""
-        loss, grads, _, output = self.compute_gradients(x, y, input_grad=False)
+        """One training step without the update: ``(cost, batch accuracy, grads)``.
+
+        The training hot loop: conv/pool activations and their gradients go to
+        ``workspace`` arrays reused by the next step (the output layer is dense,
+        and loss, accuracy and the parameter gradients are new arrays, so
+        nothing returned is a reused array). Results are bit-identical without it.
+        """
+        with self._step_workspace() as workspace:
+            loss, grads, _, output = self._gradients(x, y, False, workspace)
         return loss, self.mode.accuracy(output, y), grads
+
+    @contextlib.contextmanager
+    def _step_workspace(self):
+        """The workspace for one step, or None: reuse off, or a step in another thread holds it."""
+        workspace = self.workspace
+        if workspace is None or not self._workspace_lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            yield workspace
+        finally:
+            self._workspace_lock.release()
 
     def predict(self, x) -> np.ndarray:
         """Output layer values for ``x``, evaluated in chunks."""

@@ -2,8 +2,16 @@
 
 A layer is built from a validated ``LayerSpec`` and the shape of its input
 (one sample, no batch axis). It owns its parameter arrays in ``params`` and
-provides ``forward(x) -> (y, aux)`` and ``backward(g_y, aux, input_grad=True) -> (g_x, grads)``;
+provides ``forward(x, workspace=None) -> (y, aux)`` and
+``backward(g_y, aux, input_grad=True, workspace=None) -> (g_x, grads)``;
 backward never updates weights (the optimizer does).
+
+``workspace`` (a ``fastcnn.workspace.Workspace`` or None) is passed per call,
+only by ``CnnModel.compute_step``: conv and pooling layers then write their
+batch-sized outputs and input gradients into its reused arrays (``buffer``)
+instead of new ones. It is an argument, not layer state, so a forward running
+at the same time without one (``predict``, another thread) never gets a reused
+array. Parameter gradients are always new arrays.
 """
 
 from __future__ import annotations
@@ -55,10 +63,10 @@ class Layer:
         """Allocate parameters; return the output shape of one sample."""
         raise NotImplementedError
 
-    def forward(self, x: np.ndarray):
+    def forward(self, x: np.ndarray, workspace=None):
         raise NotImplementedError
 
-    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         """``(g_x, grads)``; a layer may return ``g_x=None`` when ``input_grad`` is False."""
         raise NotImplementedError
 
@@ -71,12 +79,28 @@ class Layer:
     def zeros(self, shape) -> np.ndarray:
         return np.zeros(shape, dtype=self.dtype)
 
-    def grad_activation(self, g_y: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Gradient w.r.t. the pre-activation value."""
+    def buffer(self, workspace, name: str, shape) -> np.ndarray | None:
+        """This layer's reusable array ``name`` of ``shape`` from ``workspace``; None without one
+        (the kernel then allocates its result as usual)."""
+        if workspace is None:
+            return None
+        return workspace.get(f"{self.key}/{name}", shape, self.dtype)
+
+    def activate(self, v: np.ndarray, workspace=None) -> np.ndarray:
+        """The activation of ``v``; ReLU writes into a workspace array when there is one.
+
+        (Other activations are NumPy expressions that allocate their result.)
+        """
+        if self.spec.actfunc == "relu":
+            return self.act(v, out=self.buffer(workspace, "act", v.shape))
+        return self.act(v)
+
+    def grad_activation(self, g_y: np.ndarray, y: np.ndarray, workspace=None) -> np.ndarray:
+        """Gradient w.r.t. the pre-activation value (ReLU's into a workspace array if given)."""
         if self.spec.actfunc == "none":
             return g_y
         if self.spec.actfunc == "relu":
-            return self._relu_backward(g_y, y)
+            return self._relu_backward(g_y, y, out=self.buffer(workspace, "g_act", y.shape))
         return (g_y * self.act_derv(y)).astype(self.dtype, copy=False)
 
     def needs_image(self) -> tuple[int, int, int]:

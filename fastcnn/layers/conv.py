@@ -30,18 +30,20 @@ class Conv2D(Layer):
         self.params["b"] = self.zeros((ychn,))
         return (geo.yh, geo.yw, ychn)
 
-    def forward(self, x: np.ndarray):
+    def forward(self, x: np.ndarray, workspace=None):
         conv = kernels.conv2d_forward(
-            x, self.params["k"], self.params["b"], self.stride, self.padding, backend=self.backend
+            x, self.params["k"], self.params["b"], self.stride, self.padding, backend=self.backend,
+            out=self.buffer(workspace, "conv", (x.shape[0], *self.output_shape)),
         )
-        y = self.act(conv)
+        y = self.activate(conv, workspace)
         return y, (x, y)
 
-    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         x, y = aux
-        g_conv = self.grad_activation(g_y, y)
+        g_conv = self.grad_activation(g_y, y, workspace)
         g_x, g_k, g_b = kernels.conv2d_backward(
             g_conv, x, self.params["k"], self.stride, self.padding,
             input_grad=input_grad, backend=self.backend,
+            out=self.buffer(workspace, "g_x", x.shape) if input_grad else None,
         )
         return g_x, {"k": g_k, "b": g_b}

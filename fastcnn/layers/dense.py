@@ -20,14 +20,15 @@ class Dense(Layer):
         self._matmul = kernels.get_backend(self.backend).matmul
         return (width,)
 
-    def forward(self, x: np.ndarray):
+    # workspace is ignored: the dense outputs are small and come from the backend's matmul
+    def forward(self, x: np.ndarray, workspace=None):
         x2 = x.reshape(x.shape[0], -1)
         y = self._matmul(x2, self.params["w"])
         y += self.params["b"]
         y = self.act(y)
         return y, (x2, y, x.shape)
 
-    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         x2, y, x_shape = aux
         g_affine = self.grad_activation(g_y, y)
         grads = {"w": self._matmul(x2.T, g_affine), "b": g_affine.sum(axis=0)}

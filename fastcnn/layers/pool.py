@@ -3,7 +3,9 @@
 The kernels pool without padding; a ``padding`` setting is applied here by
 padding the input (max: the dtype's lowest value, avg: zeros, counted in the
 mean) and cropping the gradient. Windows that do not tile the input drop the
-remainder; ``ksize`` defaults to ``stride`` (the seed's pooling).
+remainder; ``ksize`` defaults to ``stride`` (the seed's pooling). With a
+workspace the output, its activation and the (padded) input gradient go to
+reused arrays; the padded input itself is a new ``np.pad`` array every call.
 """
 
 from __future__ import annotations
@@ -49,15 +51,18 @@ class _Pool(Layer):
     def fill(self, dtype) -> float:
         return 0.0
 
-    def forward(self, x: np.ndarray):
+    def forward(self, x: np.ndarray, workspace=None):
         xp = self._pad(x)
-        y = self.act(type(self).forward_fn(xp, self.ksize, self.stride, backend=self.backend))
+        pooled = type(self).forward_fn(xp, self.ksize, self.stride, backend=self.backend,
+                                       out=self.buffer(workspace, "pool", (x.shape[0], *self.output_shape)))
+        y = self.activate(pooled, workspace)
         return y, (xp, y)
 
-    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True):
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         xp, y = aux
-        g_pool = self.grad_activation(g_y, y)
-        g_xp = type(self).backward_fn(g_pool, xp, self.ksize, self.stride, backend=self.backend)
+        g_pool = self.grad_activation(g_y, y, workspace)
+        g_xp = type(self).backward_fn(g_pool, xp, self.ksize, self.stride, backend=self.backend,
+                                      out=self.buffer(workspace, "g_x", xp.shape))
         top, bottom, left, right = self.pads
         g_x = g_xp[:, top : g_xp.shape[1] - bottom, left : g_xp.shape[2] - right, :]
         return g_x, {}
