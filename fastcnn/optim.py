@@ -25,6 +25,18 @@ class Optimizer:
         return f"{type(self).__name__}(lr={self.lr})"
 
 
+def _state(states: dict, key: str, param: np.ndarray) -> np.ndarray:
+    """The state array of ``key``, zeros like ``param`` on first use.
+
+    (Not ``setdefault(key, np.zeros_like(...))``: that builds and drops a zero
+    array on every update, two per parameter per step for Adam.)
+    """
+    state = states.get(key)
+    if state is None:
+        state = states[key] = np.zeros_like(param)
+    return state
+
+
 class SGD(Optimizer):
     """``w -= lr * g``."""
 
@@ -43,7 +55,7 @@ class Momentum(Optimizer):
 
     def update(self, params, grads):
         for key, g in grads.items():
-            v = self.v.setdefault(key, np.zeros_like(params[key]))
+            v = _state(self.v, key, params[key])
             v *= self.momentum
             v -= self.lr * g
             params[key] += v
@@ -59,7 +71,7 @@ class AdaGrad(Optimizer):
 
     def update(self, params, grads):
         for key, g in grads.items():
-            h = self.h.setdefault(key, np.zeros_like(params[key]))
+            h = _state(self.h, key, params[key])
             h += g * g
             params[key] -= self.lr * g / np.sqrt(h + self.eps)
 
@@ -83,8 +95,8 @@ class Adam(Optimizer):
         self.iter += 1
         lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
         for key, g in grads.items():
-            m = self.m.setdefault(key, np.zeros_like(params[key]))
-            v = self.v.setdefault(key, np.zeros_like(params[key]))
+            m = _state(self.m, key, params[key])
+            v = _state(self.v, key, params[key])
             self.step_fn(params[key], g, m, v, lr_t, self.beta1, self.beta2, self.eps)
 
 

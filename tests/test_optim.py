@@ -88,3 +88,22 @@ def test_model_uses_optimizer_and_learning_rate():
         np.testing.assert_allclose(model.params[key], before[key] - 0.5 * grads[key])
     # the layers see the update: model.params holds the layers' own arrays
     assert model.layers[0].params["w"] is model.params["layer00_full/w"]
+
+
+@pytest.mark.parametrize("name", ["momentum", "adagrad", "adam"])
+def test_state_arrays_are_made_once(name, monkeypatch):
+    """Updates after the first allocate no state: the same arrays are updated in place."""
+    opt = OPTIMIZERS[name](lr=0.1)
+    p = _params()
+    opt.update(p, G1)
+    states = {attr: dict(getattr(opt, attr)) for attr in ("m", "v", "h") if hasattr(opt, attr)}
+    made = []
+    real = np.zeros_like
+    monkeypatch.setattr(np, "zeros_like", lambda *a, **k: made.append(a) or real(*a, **k))
+    opt.update(p, G2)
+    opt.update(p, G1)
+    assert made == []
+    for attr, before in states.items():
+        assert before.keys() == {"w", "b"}
+        for key, array in getattr(opt, attr).items():
+            assert array is before[key], (attr, key)
