@@ -41,7 +41,7 @@ STARTUP_CHILD = textwrap.dedent(
     ds = ArrayDataset("s", xs, ys, "select", [str(i) for i in range(10)], split=(1.0, 0.0))
     model = CnnModel("s", ds, None, get_preset("simpleconvnet"), backend="numba", seed=1)
     t1 = time.perf_counter()
-    _, _, grads = model.compute_step(xs, ys)
+    _, _, grads = model.compute_step(xs, ys, reuse_grads=True)
     model.optimizer.update(model.params, grads)
     t2 = time.perf_counter()
     print(t1 - t0, t2 - t1, t2 - t0)

@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     def step(name):
         model = models[name]
         x, y = batches[done[name] % n_batches]
-        _, _, grads = model.compute_step(x, y)
+        _, _, grads = model.compute_step(x, y, reuse_grads=True)
         model.optimizer.update(model.params, grads)
         done[name] += 1
 

@@ -55,7 +55,7 @@ def fastcnn_step(wid: str, backend: str, batch: int):
     x, y = ds.tr_xs[:batch], ds.tr_ys[:batch]
 
     def step():
-        _, _, grads = model.compute_step(x, y)
+        _, _, grads = model.compute_step(x, y, reuse_grads=True)
         model.optimizer.update(model.params, grads)
 
     return step

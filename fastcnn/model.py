@@ -161,16 +161,25 @@ class CnnModel:
                 grads.update({f"{layer.key}/{n}": gv for n, gv in layer_grads.items()})
         return loss, grads, g, output
 
-    def compute_step(self, x, y):
+    def compute_step(self, x, y, *, reuse_grads: bool = False):
         """One training step without the update: ``(cost, batch accuracy, grads)``.
 
-        The training hot loop: conv/pool activations and their gradients go to
-        ``workspace`` arrays reused by the next step (the output layer is dense,
-        and loss, accuracy and the parameter gradients are new arrays, so
-        nothing returned is a reused array). Results are bit-identical without it.
+        The training hot loop: activations and their gradients go to
+        ``workspace`` arrays reused by the next step (loss, accuracy and the
+        output layer's values are new, so nothing returned is a reused array).
+        ``reuse_grads=True`` puts the large parameter gradients (dense weights)
+        there too: they are then valid only until the next step, which suits a
+        loop that applies them at once (``train`` does). Results are
+        bit-identical without a workspace.
         """
         with self._step_workspace() as workspace:
-            loss, grads, _, output = self._gradients(x, y, False, workspace)
+            if workspace is not None:
+                workspace.param_grads = bool(reuse_grads)
+            try:
+                loss, grads, _, output = self._gradients(x, y, False, workspace)
+            finally:
+                if workspace is not None:
+                    workspace.param_grads = False
         return loss, self.mode.accuracy(output, y), grads
 
     @contextlib.contextmanager

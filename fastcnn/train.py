@@ -109,7 +109,7 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
             costs, accs = [], []
             for n in range(batch_count):
                 x, y = ds.get_train_data(order[n * batch_size : (n + 1) * batch_size])
-                cost, acc, grads = model.compute_step(x, y)
+                cost, acc, grads = model.compute_step(x, y, reuse_grads=True)  # applied below
                 bad = _non_finite(cost, grads)
                 if bad:
                     raise TrainingDiverged(

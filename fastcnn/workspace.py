@@ -33,6 +33,10 @@ class Workspace:
         if isinstance(shapes_per_name, bool) or not isinstance(shapes_per_name, int) or shapes_per_name < 1:
             raise ValueError(f"shapes_per_name must be an int >= 1, got {shapes_per_name!r}")
         self.shapes_per_name = shapes_per_name
+        #: True while a step's parameter gradients may be workspace arrays too
+        #: (set by ``CnnModel.compute_step(reuse_grads=True)``; the caller applies
+        #: them before the next step)
+        self.param_grads = False
         #: arrays allocated so far (misses of ``get``)
         self.allocations = 0
         self._slots: dict[str, OrderedDict] = {}

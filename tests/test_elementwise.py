@@ -95,6 +95,20 @@ def test_matmul_matches_float64(any_backend, dtype, m, k, n):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("m,k,n", MATMUL_SHAPES)
+def test_matmul_into_out_is_bit_identical(any_backend, m, k, n):
+    impl = K.get_backend(any_backend)
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    for left in (a, np.ascontiguousarray(a.T).T):  # as the dense layers call it: x2 and x2.T views
+        want = impl.matmul(left, b)
+        out = np.full((m, n), np.nan, np.float32)
+        got = impl.matmul(left, b, out=out)
+        assert got is out
+        assert out.tobytes() == want.tobytes()
+
+
 def test_blocked_matmul_pieces_do_not_depend_on_the_thread_count():
     from fastcnn.kernels import blocked_matmul as bm
 

@@ -331,15 +331,16 @@ def test_compute_step_reuses_buffers_bit_identically(net):
     # what the caller got before the steps is unchanged by them
     for before, now in zip(kept, [predicted, out0] + [m for _, m in maps], strict=True):
         assert _bits(before) == _bits(now)
-    # every conv and pooling layer keeps its output; the first conv has no g_x buffer
+    # every conv and pooling layer keeps its output; the first conv has no g_x buffer;
+    # dense layers keep their input gradient, and their weight gradient only with reuse_grads
     names = {name for name, _, _ in ws.arrays()}
     first = reuse.layers[0].key
-    assert f"{first}/conv" in names and f"{first}/g_x" not in names
+    assert f"{first}/pre" in names and f"{first}/g_x" not in names
     for layer in reuse.layers:
         if layer.spec.type in ("max", "avg"):
-            assert f"{layer.key}/pool" in names and f"{layer.key}/g_x" in names
+            assert f"{layer.key}/pre" in names and f"{layer.key}/g_x" in names
         if layer.spec.type == "full":
-            assert not any(n.startswith(layer.key) for n in names)
+            assert f"{layer.key}/g_x" in names and f"{layer.key}/g_w" not in names
 
 
 def test_arrays_returned_to_callers_are_never_buffers():
@@ -403,3 +404,74 @@ def test_backends_that_copy_into_out_get_no_workspace(backend):
         pytest.skip("this backend writes into out itself")
     _, model, _ = _models("conv-max-conv-avg", backend)
     assert model.workspace is None
+
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_reuse_grads_lends_the_dense_weight_gradients_bit_identically(net):
+    ds, reuse, fresh = _models(net)
+    ws = reuse.workspace
+    dense = [layer.key for layer in reuse.layers if layer.spec.type == "full"]
+    counts, pointers = [], []
+    for step in range(3):
+        x, y = ds.get_train_data(np.arange(8 * step, 8 * step + 8))
+        loss_a, acc_a, grads_a = reuse.compute_step(x, y, reuse_grads=True)
+        loss_b, acc_b, grads_b = fresh.compute_step(x, y, reuse_grads=True)  # no workspace: new arrays
+        assert not ws.param_grads  # lent for the step only
+        assert loss_a == loss_b and acc_a == acc_b
+        for key in grads_a:
+            assert _bits(grads_a[key]) == _bits(grads_b[key]), (step, key)
+        lent = {f"{key}/w" for key in dense}
+        for key in lent:  # the dense weight gradients are the workspace's own arrays
+            assert any(grads_a[key] is buf for buf in ws.arrays().values()), key
+        counts.append(ws.allocations)
+        pointers.append({key: grads_a[key].ctypes.data for key in lent})
+        reuse.optimizer.update(reuse.params, grads_a)
+        fresh.optimizer.update(fresh.params, grads_b)
+    assert counts[0] == counts[1] == counts[2]
+    assert pointers[0] == pointers[1] == pointers[2]
+    for key in reuse.params:
+        assert _bits(reuse.params[key]) == _bits(fresh.params[key]), key
+    # without reuse_grads the next step hands out new weight gradients again
+    x, y = ds.get_train_data(np.arange(8))
+    _, _, grads = reuse.compute_step(x, y)
+    for key in dense:
+        assert not any(np.shares_memory(grads[f"{key}/w"], buf) for buf in ws.arrays().values())
+
+
+def test_a_warm_training_step_allocates_no_large_numpy_array():
+    """tracemalloc sees every NumPy data allocation: a warm step's peak stays near its start."""
+    import tracemalloc
+
+    shape, hconfigs = (16, 16, 1), [["conv", {"ksize": 5, "chn": 32}], ["max", {"stride": 2}], 64, 10]
+    ds = tiny_dataset(n=200, shape=shape, classes=10)
+    model = CnnModel("warm", ds, None, hconfigs, backend="numba", seed=3)
+    x, y = ds.get_train_data(np.arange(100))
+    big = 100 * 12 * 12 * 32 * 4  # one conv output: 1.8 MB
+
+    def step():
+        _, _, grads = model.compute_step(x, y, reuse_grads=True)
+        model.optimizer.update(model.params, grads)
+
+    for _ in range(2):  # compile, fill the workspace, make the optimizer state
+        step()
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # what remains are small per-call temporaries (the conv g_k partial sums, 0.4 MB here)
+    assert peak - start < big / 2, f"a warm step allocated {peak - start} bytes at its peak"
+    # and the same step without the workspace does allocate conv-sized arrays (the check can fail)
+    model.workspace = None
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - start >= big

@@ -79,7 +79,7 @@ if WRITES_INTO_OUT.keys() != BACKENDS.keys():  # pragma: no cover - a table out 
 #:       (numba) or x itself (NumPy: the caller gives up its fresh pre-activation)
 #:   relu_backward(g_y, y, out=None) -> g_y * (y > 0), into out if given
 #:   adam_update(p, g, m, v, lr_t, b1, b2, eps)   (in place on p, m, v)
-#:   matmul(a, b) -> a @ b   (2-D, for the dense layers; transposed views allowed)
+#:   matmul(a, b, out=None) -> a @ b   (2-D, for the dense layers; transposed views allowed)
 BACKEND_FUNCTIONS = (
     "conv2d_forward",
     "conv2d_backward",

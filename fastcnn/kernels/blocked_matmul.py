@@ -61,9 +61,11 @@ def plan(m: int, k: int, n: int) -> tuple[str, list[tuple[int, int]]]:
     return ("cols" if cut_cols else "rows"), [(s, min(s + step, size)) for s in range(0, size, step)]
 
 
-def matmul(a: np.ndarray, b: np.ndarray, threads: int) -> np.ndarray:
-    """``a @ b`` for 2-D arrays (transposed views welcome), split over ``threads`` threads."""
-    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+def matmul(a: np.ndarray, b: np.ndarray, threads: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D arrays (transposed views welcome), split over ``threads`` threads,
+    into ``out`` when given (C-contiguous, the product's shape and dtype)."""
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     axis, blocks = plan(a.shape[0], a.shape[1], b.shape[1])
 
     def piece(block: tuple[int, int]) -> None:

@@ -26,9 +26,9 @@ def relu_backward(g_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None)
     return np.multiply(g_y, y > 0, out=out)
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for the dense layers (BLAS with its own threads)."""
-    return a @ b
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for the dense layers (BLAS with its own threads), into ``out`` when given."""
+    return np.matmul(a, b, out=out)
 
 
 def adam_update(p, g, m, v, lr_t: float, beta1: float, beta2: float, eps: float) -> None:

@@ -1195,6 +1195,6 @@ def adam_update(p, g, m, v, lr_t: float, beta1: float, beta2: float, eps: float)
           float(lr_t), float(beta1), float(beta2), float(eps))
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` in fixed row pieces on numba's thread count (BLAS itself single-threaded)."""
-    return blocked_matmul.matmul(a, b, num_threads())
+    return blocked_matmul.matmul(a, b, num_threads(), out)

@@ -22,6 +22,10 @@ from .. import kernels
 from ..hconfig import LayerSpec
 from .activations import ACTIVATIONS, INIT_GAIN
 
+#: workspace name of a layer's pre-activation output; with ReLU it is dead once the
+#: activation has run, so backward reuses it for ReLU's gradient (one array less to touch)
+PRE_ACTIVATION = "pre"
+
 #: the book's fixed weight scale, N(0, 0.030)
 SEED_STD = 0.030
 
@@ -86,6 +90,12 @@ class Layer:
             return None
         return workspace.get(f"{self.key}/{name}", shape, self.dtype)
 
+    def grad_buffer(self, workspace, name: str, shape) -> np.ndarray | None:
+        """As ``buffer``, for a parameter gradient: only while the workspace lends those too."""
+        if workspace is None or not workspace.param_grads:
+            return None
+        return self.buffer(workspace, name, shape)
+
     def activate(self, v: np.ndarray, workspace=None) -> np.ndarray:
         """The activation of ``v``; ReLU writes into a workspace array when there is one.
 
@@ -100,7 +110,8 @@ class Layer:
         if self.spec.actfunc == "none":
             return g_y
         if self.spec.actfunc == "relu":
-            return self._relu_backward(g_y, y, out=self.buffer(workspace, "g_act", y.shape))
+            # the pre-activation's array is free again (only ReLU's output is kept for backward)
+            return self._relu_backward(g_y, y, out=self.buffer(workspace, PRE_ACTIVATION, y.shape))
         return (g_y * self.act_derv(y)).astype(self.dtype, copy=False)
 
     def needs_image(self) -> tuple[int, int, int]:

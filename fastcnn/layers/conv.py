@@ -7,7 +7,7 @@ import numpy as np
 from .. import kernels
 from ..hconfig import padding, pair, positive_int
 from ..kernels.shapes import conv_geometry
-from .base import Layer
+from .base import PRE_ACTIVATION, Layer
 
 
 class Conv2D(Layer):
@@ -33,7 +33,7 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, workspace=None):
         conv = kernels.conv2d_forward(
             x, self.params["k"], self.params["b"], self.stride, self.padding, backend=self.backend,
-            out=self.buffer(workspace, "conv", (x.shape[0], *self.output_shape)),
+            out=self.buffer(workspace, PRE_ACTIVATION, (x.shape[0], *self.output_shape)),
         )
         y = self.activate(conv, workspace)
         return y, (x, y)

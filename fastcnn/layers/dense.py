@@ -20,7 +20,7 @@ class Dense(Layer):
         self._matmul = kernels.get_backend(self.backend).matmul
         return (width,)
 
-    # workspace is ignored: the dense outputs are small and come from the backend's matmul
+    # the forward ignores workspace: its output is [mb, width], small
     def forward(self, x: np.ndarray, workspace=None):
         x2 = x.reshape(x.shape[0], -1)
         y = self._matmul(x2, self.params["w"])
@@ -31,8 +31,11 @@ class Dense(Layer):
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         x2, y, x_shape = aux
         g_affine = self.grad_activation(g_y, y)
-        grads = {"w": self._matmul(x2.T, g_affine), "b": g_affine.sum(axis=0)}
+        w = self.params["w"]
+        g_w = self._matmul(x2.T, g_affine, out=self.grad_buffer(workspace, "g_w", w.shape))
+        grads = {"w": g_w, "b": g_affine.sum(axis=0)}
         if not input_grad:
             return None, grads
-        g_x = self._matmul(g_affine, self.params["w"].T).reshape(x_shape)
+        g_x2 = self._matmul(g_affine, w.T, out=self.buffer(workspace, "g_x", x2.shape))
+        g_x = g_x2.reshape(x_shape)
         return g_x, grads

@@ -15,7 +15,7 @@ import numpy as np
 from .. import kernels
 from ..hconfig import padding, pair
 from ..kernels.shapes import pool_geometry, resolve_padding
-from .base import Layer
+from .base import PRE_ACTIVATION, Layer
 
 
 class _Pool(Layer):
@@ -53,8 +53,8 @@ class _Pool(Layer):
 
     def forward(self, x: np.ndarray, workspace=None):
         xp = self._pad(x)
-        pooled = type(self).forward_fn(xp, self.ksize, self.stride, backend=self.backend,
-                                       out=self.buffer(workspace, "pool", (x.shape[0], *self.output_shape)))
+        out = self.buffer(workspace, PRE_ACTIVATION, (x.shape[0], *self.output_shape))
+        pooled = type(self).forward_fn(xp, self.ksize, self.stride, backend=self.backend, out=out)
         y = self.activate(pooled, workspace)
         return y, (xp, y)
 
