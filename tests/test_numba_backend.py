@@ -101,6 +101,11 @@ CONV_CASES = [
     ((1, 8, 7, 3), (4, 2), 3, 1, "same"),  # even, non-square kernel: extra pad bottom/right
     ((2, 9, 9, 1), (5, 5), 6, (2, 1), 1),  # int padding, unequal strides
     ((1, 6, 6, 2), (2, 2), 2, 3, "valid"),  # stride > kernel
+    # >= 8 channels and columns: the 8x8-tile transposes, with overlapping last tiles
+    ((2, 9, 11, 9), (3, 3), 13, 1, "same"),
+    ((1, 10, 8, 8), (3, 3), 8, 1, "valid"),  # x exactly one tile wide; y 6 wide (element path)
+    ((2, 12, 16, 1), (5, 5), 30, 1, "valid"),  # one channel in, SimpleConvNet's 30 out, 12 wide
+    ((1, 9, 20, 16), (2, 3), 17, 1, "same"),  # even kernel height: extra padding at the bottom
 ]
 
 
@@ -275,3 +280,24 @@ def test_dot5x3_ignores_what_its_accumulator_held():
     _dot5x3(*g, *s, acc)
     want = np.array([[np.dot(s[t].astype(np.float64), g[c]) for c in range(3)] for t in range(5)]).ravel()
     np.testing.assert_allclose(acc, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("w, c", [(8, 8), (9, 8), (8, 9), (13, 15), (24, 30), (7, 30), (30, 7)])
+def test_planar_transposes_match_numpy(w, c, dtype):
+    """NHWC <-> planar frame copies (8x8 SIMD tiles from 8 columns and channels up) equal NumPy's."""
+    from fastcnn.kernels import numba_cpu as nc
+
+    rng = np.random.default_rng(w * 100 + c)
+    h, top, left = 5, 2, 1
+    src = rng.standard_normal((3, h, w, c)).astype(dtype)
+    dst = np.full((c, h + top + 2, w + left + 3), np.nan, dtype)
+    nc._to_planar(src, 1, top, left, dst)
+    want = np.zeros_like(dst)
+    want[:, top : top + h, left : left + w] = src[1].transpose(2, 0, 1)
+    assert np.array_equal(dst, want)
+    # and back: crop the padded frame (flattened per channel) into image 2 of an NHWC array
+    out = np.full_like(src, np.nan)
+    nc._from_frame(dst.reshape(c, -1), dst.shape[2], top, left, out, 2)
+    assert np.array_equal(out[2], src[1])
+    assert np.isnan(out[:2]).all()  # other images untouched

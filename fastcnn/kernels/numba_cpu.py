@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core.extending import intrinsic
 
 from ..parallel import single_threaded_blas
 from . import blocked_matmul
@@ -44,6 +46,49 @@ def num_threads() -> int:
 # helpers: NHWC image <-> planar padded image
 # --------------------------------------------------------------------------
 
+# An 8x8 transpose in three rounds of 8 two-input shuffles (unpack, pairs,
+# 128-bit halves), emitted as LLVM ``shufflevector``: LLVM's vectorizers do not
+# find shuffles in transpose loops, which otherwise move one element per cycle
+# (docs/benchmarks.md, "SIMD transposes").
+_UNPACK = ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])
+_PAIRS = ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
+_HALVES = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
+
+
+@intrinsic
+def _transpose8(typingctx, src, s0, s_stride, dst, d0, d_stride):
+    """dst[d0 + j*d_stride + i] = src[s0 + i*s_stride + j] for i, j < 8 (1-D arrays, one dtype).
+
+    No bounds checks: callers keep all 64 reads and writes inside the arrays.
+    """
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype):
+        return None
+    sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        src_v, s0_v, ss_v, dst_v, d0_v, ds_v = args
+        src_data = context.make_array(signature.args[0])(context, builder, src_v).data
+        dst_data = context.make_array(signature.args[3])(context, builder, dst_v).data
+        vec = ir.VectorType(context.get_data_type(signature.args[0].dtype), 8)
+
+        def row(base, start, stride, i):
+            idx = builder.add(start, builder.mul(stride, ir.Constant(start.type, i)))
+            return builder.bitcast(builder.gep(base, [idx]), vec.as_pointer())
+
+        def shuffle(a, b, mask):
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+        r = [builder.load(row(src_data, s0_v, ss_v, i), align=1) for i in range(8)]
+        t = [shuffle(r[i], r[i + 1], m) for i in range(0, 8, 2) for m in _UNPACK]
+        u = [shuffle(t[a], t[a + 2], m) for a in (0, 1, 4, 5) for m in _PAIRS]
+        for j in range(4):  # u[j] holds columns j and j + 4 of rows 0-3, u[j + 4] of rows 4-7
+            lo, hi = (shuffle(u[j], u[j + 4], m) for m in _HALVES)
+            builder.store(lo, row(dst_data, d0_v, ds_v, j), align=1)
+            builder.store(hi, row(dst_data, d0_v, ds_v, j + 4), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
 
 @njit(cache=True)
 def _to_planar(src, n, pt, pl, dst):
@@ -57,6 +102,19 @@ def _to_planar(src, n, pt, pl, dst):
     if pt > 0 or pl > 0 or hp > h or wp > w:  # else every element is written below
         dst[:] = 0
     ncol = min(w, wp - pl)  # source columns that land inside dst
+    if c >= 8 and ncol >= 8:  # 8x8 tiles; a row's / the channels' last tile overlaps the one before
+        sf = src.reshape(-1)
+        df = dst.reshape(-1)
+        plane = hp * wp
+        for r in range(min(h, hp - pt)):
+            s_row = (n * h + r) * w * c
+            d_row = (r + pt) * wp + pl
+            for col0 in range(0, ncol, 8):
+                col = min(col0, ncol - 8)
+                for ch0 in range(0, c, 8):
+                    ch = min(ch0, c - 8)
+                    _transpose8(sf, s_row + col * c + ch, c, df, ch * plane + d_row + col, plane)
+        return
     for r in range(min(h, hp - pt)):
         srow = src[n, r]  # [w, c]; 1-D/2-D views keep the index arithmetic simple for LLVM
         for ch in range(c):
@@ -69,6 +127,19 @@ def _to_planar(src, n, pt, pl, dst):
 def _from_frame(frame, width, top, left, dst, n):
     """dst[n, r, col, ch] = frame[ch, (r + top)*width + col + left]: crop a flat planar frame into NHWC."""
     _, h, w, c = dst.shape
+    if c >= 8 and w >= 8:  # 8x8 tiles; a row's / the channels' last tile overlaps the one before
+        length = frame.shape[1]
+        ff = frame.reshape(-1)
+        df = dst.reshape(-1)
+        for r in range(h):
+            start = (r + top) * width + left
+            d_row = (n * h + r) * w * c
+            for col0 in range(0, w, 8):
+                col = min(col0, w - 8)
+                for ch0 in range(0, c, 8):
+                    ch = min(ch0, c - 8)
+                    _transpose8(ff, ch * length + start + col, length, df, d_row + col * c + ch, c)
+        return
     for r in range(h):
         drow = dst[n, r]  # [w, c]
         start = (r + top) * width + left
