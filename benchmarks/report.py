@@ -107,7 +107,8 @@ def references(refs: list) -> str:
 def chart(times: dict, path: Path) -> None:
     """Bars of numpy/numba and torch/numba for forward+backward, log scale."""
     keys = sorted(k for k in times if k[2] in HEADLINE and "numba" in times[k])
-    labels = [f"{op}\n{wid}" for op, wid, _ in keys]
+    # one line per '-'-separated part of the workload id, so neighbouring labels never overlap
+    labels = [op + "\n" + "\n".join(wid.split("-", 1)) for op, wid, _ in keys]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(keys)), 4.5))
     width = 0.38
     for i, other in enumerate(("numpy", "torch")):
