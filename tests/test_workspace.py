@@ -438,10 +438,23 @@ def test_reuse_grads_lends_the_dense_weight_gradients_bit_identically(net):
         assert not any(np.shares_memory(grads[f"{key}/w"], buf) for buf in ws.arrays().values())
 
 
-def test_a_warm_training_step_allocates_no_large_numpy_array():
-    """tracemalloc sees every NumPy data allocation: a warm step's peak stays near its start."""
+def _traced_peak(fn) -> int:
+    """Bytes of NumPy/Python memory ``fn()`` holds at its peak beyond what was held before."""
     import tracemalloc
 
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - start
+
+
+def test_a_warm_training_step_allocates_no_large_numpy_array():
+    """tracemalloc sees every NumPy data allocation: a warm step's peak stays near its start."""
     shape, hconfigs = (16, 16, 1), [["conv", {"ksize": 5, "chn": 32}], ["max", {"stride": 2}], 64, 10]
     ds = tiny_dataset(n=200, shape=shape, classes=10)
     model = CnnModel("warm", ds, None, hconfigs, backend="numba", seed=3)
@@ -454,24 +467,9 @@ def test_a_warm_training_step_allocates_no_large_numpy_array():
 
     for _ in range(2):  # compile, fill the workspace, make the optimizer state
         step()
-    tracemalloc.start()
-    try:
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        step()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
     # what remains are small per-call temporaries (the conv g_k partial sums, 0.4 MB here)
-    assert peak - start < big / 2, f"a warm step allocated {peak - start} bytes at its peak"
+    extra = _traced_peak(step)
+    assert extra < big / 2, f"a warm step allocated {extra} bytes at its peak"
     # and the same step without the workspace does allocate conv-sized arrays (the check can fail)
     model.workspace = None
-    tracemalloc.start()
-    try:
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        step()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak - start >= big
+    assert _traced_peak(step) >= big
