@@ -84,7 +84,8 @@ def table(times: dict) -> str:
     return "\n".join(lines)
 
 
-def references(refs: list) -> str:
+def references(refs: list, times: dict) -> str:
+    """Reference points (machine sgemm, sgemm at conv shapes, copy, JIT cost), one line each."""
     lines = []
     nan = float("nan")
     for _name, seconds, info in refs:
@@ -92,6 +93,12 @@ def references(refs: list) -> str:
             m, n, k = info["shape"]
             gflops = 2.0 * m * n * k / seconds / 1e9
             lines.append(f"- sgemm {info['shape']} float32: {seconds * 1e3:.1f} ms = {gflops:.0f} GFLOP/s")
+        elif info.get("op") == "sgemm_shape":
+            conv = times.get(("conv", info["workload"], info["pass_"]), {}).get("numba")
+            ours = f"; numba conv {info['flops'] / conv / 1e9:.0f}" if conv else ""
+            lines.append(f"- sgemm at the im2col shape of conv {info['workload']} {info['pass_']} "
+                         f"(M, K, N = {', '.join(map(str, info['shape']))}): "
+                         f"{info['flops'] / seconds / 1e9:.0f} GFLOP/s{ours}")
         elif info.get("op") == "copy":
             lines.append(f"- array copy {info['workload']}: {seconds * 1e3:.2f} ms = "
                          f"{info['bytes'] / seconds / 1e9:.1f} GB/s (read + write)")
@@ -138,7 +145,8 @@ def main(argv=None) -> None:
     threads = {row.get("_threads") for row in times.values()} - {None}
     text = (
         f"Statistic: {args.stat}; numba threads: {', '.join(map(str, sorted(threads))) or '?'}; "
-        f"cpu: {machine.get('cpu', {}).get('brand_raw', '?')}\n\n{table(times)}\n\n{references(refs)}\n"
+        f"cpu: {machine.get('cpu', {}).get('brand_raw', '?')}\n\n"
+        f"{table(times)}\n\n{references(refs, times)}\n"
     )
     (args.out / "benchmark_table.md").write_text(text)
     chart(times, args.out / "benchmark_speedup.png")

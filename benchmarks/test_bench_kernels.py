@@ -230,6 +230,37 @@ def test_sgemm(benchmark, numba_threads):
                                 numba_threads=numba_threads)
 
 
+def _im2col_products(wid: str):
+    """The im2col path's GEMMs of a conv workload: {pass: [(a, b), ...]}, and M, K, N.
+
+    Forward is col (M x K) @ w (K x N); backward is g_w = col.T @ g_y and
+    g_col = g_y @ w.T. Each product does 2*M*K*N flops, as the conv pass does.
+    """
+    x_shape, ks, ychn, pad = CONV_WORKLOADS[wid]
+    geo = conv_geometry(x_shape, ks, ks, 1, pad)
+    m, k = x_shape[0] * geo.yh * geo.yw, ks * ks * x_shape[3]
+    col, w, g_y = data((m, k), 9), data((k, ychn), 10), data((m, ychn), 11)
+    fwd, bwd = [(col, w)], [(col.T, g_y), (g_y, w.T)]
+    return {"fwd": fwd, "bwd": bwd, "fwdbwd": fwd + bwd}, (m, k, ychn)
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("wid", list(CONV_WORKLOADS))
+def test_sgemm_conv_shape(benchmark, wid, pass_, numba_threads):
+    """sgemm on the conv's own im2col GEMM shapes: what a tuned BLAS gets where K and N are small.
+
+    The conv GFLOP/s target is "half of sgemm wherever the shape allows"; this
+    measures what the shape allows a GEMM library (no im2col copy counted).
+    """
+    products, (m, k, n) = _im2col_products(wid)
+    todo = products[pass_]
+    benchmark.group = "reference sgemm at conv shape"
+    t = run(benchmark, lambda: [a @ b for a, b in todo])
+    flops = 2.0 * m * k * n * len(todo)
+    benchmark.extra_info.update(op="sgemm_shape", workload=wid, pass_=pass_, shape=[m, k, n],
+                                flops=flops, gflops=flops / t / 1e9, numba_threads=numba_threads)
+
+
 _COMPILE_CHILD = textwrap.dedent(
     """
     import json, sys, time
