@@ -99,6 +99,11 @@ def references(refs: list, times: dict) -> str:
             lines.append(f"- sgemm at the im2col shape of conv {info['workload']} {info['pass_']} "
                          f"(M, K, N = {', '.join(map(str, info['shape']))}): "
                          f"{info['flops'] / seconds / 1e9:.0f} GFLOP/s{ours}")
+        elif info.get("op") == "batch_sum":
+            bwd = times.get(("conv", info["workload"], "bwd"), {}).get("numba")
+            share = f" = {100 * seconds / bwd:.2f} % of numba's conv backward" if bwd else ""
+            lines.append(f"- ordered batch sum of g_k / g_b partials (determinism), conv {info['workload']}: "
+                         f"{seconds * 1e3:.3f} ms{share}")
         elif info.get("op") == "copy":
             lines.append(f"- array copy {info['workload']}: {seconds * 1e3:.2f} ms = "
                          f"{info['bytes'] / seconds / 1e9:.1f} GB/s (read + write)")

@@ -261,6 +261,25 @@ def test_sgemm_conv_shape(benchmark, wid, pass_, numba_threads):
                                 flops=flops, gflops=flops / t / 1e9, numba_threads=numba_threads)
 
 
+@pytest.mark.parametrize("wid", list(CONV_WORKLOADS))
+def test_ordered_batch_sum(benchmark, wid, numba_threads):
+    """What determinism costs a conv backward: summing per-image g_k / g_b partials in image order.
+
+    A thread-count-dependent reduction would still add one partial per thread;
+    timing the whole ordered sum of the batch is an upper bound on the extra.
+    """
+    from fastcnn.kernels import numba_cpu
+
+    x_shape, ks, ychn, _ = CONV_WORKLOADS[wid]
+    mb = x_shape[0]
+    gk_part = data((mb, ks * ks * x_shape[3] * ychn), 12)
+    gb_part = data((mb, ychn), 13)
+    benchmark.group = "reference ordered batch sum"
+    t = run(benchmark, lambda: (numba_cpu._sum_batch(gk_part), numba_cpu._sum_batch(gb_part)))
+    benchmark.extra_info.update(op="batch_sum", workload=wid, bytes=gk_part.nbytes + gb_part.nbytes,
+                                seconds=t, numba_threads=numba_threads)
+
+
 _COMPILE_CHILD = textwrap.dedent(
     """
     import json, sys, time
