@@ -8,6 +8,9 @@ library costs on top: its code and JIT, activations, im2col buffers, gradients
 and optimizer state. "warm" is the resident size right after the first step
 (imports, compiled or cached kernels loaded, parameters, optimizer state, a
 step's buffers); "epoch" = peak - warm is what the training loop itself adds.
+"anon" and "file" split the resident size at the end of the epoch into private
+memory (heap, arrays, Python objects) and pages of mapped files (shared
+libraries' code: numba's LLVM, libllvmlite.so, is most of numba's).
 
 Usage::
 
@@ -66,7 +69,8 @@ CHILD = textwrap.dedent(
         run_batch(i)
     secs = time.perf_counter() - start
     print(json.dumps({"backend": backend, "images": images, "baseline_mb": base,
-                      "warm_mb": warm, "peak_mb": rss_mb(), "epoch_s": secs}))
+                      "warm_mb": warm, "peak_mb": rss_mb(), "epoch_s": secs,
+                      "anon_mb": status_mb("RssAnon"), "file_mb": status_mb("RssFile")}))
     """
 )
 
@@ -92,15 +96,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = [measure(b, args.images, args.batch) for b in args.backends]
     print(f"SimpleConvNet, one epoch of {args.images} synthetic 28x28x1 images, batch {args.batch}\n")
-    print("| backend | baseline MB | warm MB | peak MB | extra MB | epoch MB | epoch s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| backend | baseline MB | warm MB | peak MB | extra MB | epoch MB | anon MB | file MB | epoch s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         if "error" in r:
-            print(f"| {r['backend']} | - | - | - | - | - | skipped: {r['error'][:60]} |")
+            print(f"| {r['backend']} | - | - | - | - | - | - | - | skipped: {r['error'][:60]} |")
             continue
         extra = r["peak_mb"] - r["baseline_mb"]
         cells = (r["backend"], f"{r['baseline_mb']:.0f}", f"{r['warm_mb']:.0f}", f"{r['peak_mb']:.0f}",
-                 f"{extra:.0f}", f"{r['peak_mb'] - r['warm_mb']:.0f}", f"{r['epoch_s']:.1f}")
+                 f"{extra:.0f}", f"{r['peak_mb'] - r['warm_mb']:.0f}", f"{r['anon_mb']:.0f}",
+                 f"{r['file_mb']:.0f}", f"{r['epoch_s']:.1f}")
         print("| " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as fh:
