@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench perf lint clean
+AOT_INFO := fastcnn/kernels/_numba_aot.json
+AOT_SOURCES := fastcnn/kernels/numba_kernels.py fastcnn/kernels/aot.py fastcnn/kernels/aot_build.py
+
+.PHONY: venv aot test demo bench perf lint clean
 
 venv: $(STAMP)
 
@@ -14,19 +17,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: venv
+# the numba-aot backend: the kernels compiled ahead of time (needs a C compiler;
+# without one the build says why and the numba-aot tests are skipped)
+aot: $(AOT_INFO)
+
+$(AOT_INFO): $(STAMP) $(AOT_SOURCES)
+	-$(BIN)/python -m fastcnn.kernels.aot_build
+
+test: venv aot
 	$(BIN)/python -m pytest -q
 
 demo: venv
 	$(BIN)/fastcnn train
 
-bench: venv
+bench: venv aot
 	-$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installable here: its benchmark group is skipped"
 	mkdir -p benchmarks/results
 	$(BIN)/python -m pytest benchmarks --benchmark -q --benchmark-min-rounds=10 --benchmark-autosave --benchmark-json=benchmarks/results/latest.json
 	$(BIN)/python benchmarks/report.py benchmarks/results/latest.json
 
-perf: venv
+perf: venv aot
 	-$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installable here: its rows are skipped"
 	$(BIN)/python benchmarks/memory_epoch.py --images 60000
 	$(BIN)/python benchmarks/startup_scaling.py
@@ -36,4 +46,4 @@ lint: venv
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks fastcnn/kernels/_numba_aot.*

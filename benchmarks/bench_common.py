@@ -9,6 +9,16 @@ SLOW_BACKENDS = {"better", "adhoc"}
 SMALL_BATCH = 1
 
 
+def require_backend(backend: str) -> None:
+    """Skip the benchmark if a fastcnn backend cannot load here (numba-aot before ``make aot``)."""
+    import pytest
+
+    from fastcnn.kernels import BACKENDS, backend_available
+
+    if backend in BACKENDS and not backend_available(backend):
+        pytest.skip(f"backend {backend} not available here (numba-aot: make aot)")
+
+
 def conv_flops(x_shape, ksize: int, ychn: int, yh: int, yw: int) -> float:
     """Multiply-adds x2 of one conv forward; backward is twice that (g_x and g_k)."""
     return 2.0 * x_shape[0] * yh * yw * ksize * ksize * x_shape[3] * ychn

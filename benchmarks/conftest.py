@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def numba_threads() -> int:
     """Threads numba's parallel kernels use (NUMBA_NUM_THREADS, default: all cores)."""
-    from fastcnn.kernels import numba_cpu  # the one module that imports numba
+    from fastcnn.kernels import numba_cpu  # imports numba (through numba_kernels)
 
     return numba_cpu.num_threads()
 

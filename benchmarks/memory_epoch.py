@@ -14,7 +14,7 @@ libraries' code: numba's LLVM, libllvmlite.so, is most of numba's).
 
 Usage::
 
-    python benchmarks/memory_epoch.py [--images 60000] [--backends numba numpy torch]
+    python benchmarks/memory_epoch.py [--images 60000] [--backends numba numba-aot numpy torch]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=6000, help="images in the epoch (default 6000)")
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--backends", nargs="+", default=["numba", "numpy", "torch"])
+    parser.add_argument("--backends", nargs="+", default=["numba", "numba-aot", "numpy", "torch"])
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     rows = [measure(b, args.images, args.batch) for b in args.backends]

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-OTHERS = ("numpy", "torch", "better", "adhoc")
+OTHERS = ("numba-aot", "numpy", "torch", "better", "adhoc")
 PASS_ORDER = {"fwd": 0, "bwd": 1, "fwdbwd": 2, "fwdbwd+adam": 3}
 #: the headline passes: bold in the table, bars in the chart
 HEADLINE = ("fwdbwd", "fwdbwd+adam")

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_common import SLOW_BACKENDS, SMALL_BATCH, conv_flops, data, run
+from bench_common import SLOW_BACKENDS, SMALL_BATCH, conv_flops, data, require_backend, run
 
 from fastcnn import kernels as K
 from fastcnn.kernels.shapes import conv_geometry, pool_geometry
 
-BACKENDS = ("numba", "numpy", "better", "adhoc", "torch")
+BACKENDS = ("numba", "numba-aot", "numpy", "better", "adhoc", "torch")
 ROOT = Path(__file__).resolve().parents[1]
 
 #: conv workloads: id -> (x shape NHWC, kernel size, output channels, padding)
@@ -107,6 +107,7 @@ def _torch_conv(torch, x, k, b, pad, pass_):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("wid", list(CONV_WORKLOADS))
 def test_conv(benchmark, wid, backend, pass_, numba_threads, request):
+    require_backend(backend)
     x_shape, ks, ychn, pad = CONV_WORKLOADS[wid]
     batch = SMALL_BATCH if backend in SLOW_BACKENDS else x_shape[0]
     x = data((batch,) + x_shape[1:], 0)
@@ -178,6 +179,7 @@ def _torch_pool(torch, x, kind, size, pass_):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("wid", list(POOL_WORKLOADS))
 def test_pool(benchmark, wid, backend, pass_, numba_threads, request):
+    require_backend(backend)
     x_shape, kind, size = POOL_WORKLOADS[wid]
     batch = SMALL_BATCH if backend in SLOW_BACKENDS else x_shape[0]
     x = data((batch,) + x_shape[1:], 4)
@@ -268,14 +270,14 @@ def test_ordered_batch_sum(benchmark, wid, numba_threads):
     A thread-count-dependent reduction would still add one partial per thread;
     timing the whole ordered sum of the batch is an upper bound on the extra.
     """
-    from fastcnn.kernels import numba_cpu
+    from fastcnn.kernels import numba_kernels
 
     x_shape, ks, ychn, _ = CONV_WORKLOADS[wid]
     mb = x_shape[0]
     gk_part = data((mb, ks * ks * x_shape[3] * ychn), 12)
     gb_part = data((mb, ychn), 13)
     benchmark.group = "reference ordered batch sum"
-    t = run(benchmark, lambda: (numba_cpu._sum_batch(gk_part), numba_cpu._sum_batch(gb_part)))
+    t = run(benchmark, lambda: (numba_kernels._sum_batch(gk_part), numba_kernels._sum_batch(gb_part)))
     benchmark.extra_info.update(op="batch_sum", workload=wid, bytes=gk_part.nbytes + gb_part.nbytes,
                                 seconds=t, numba_threads=numba_threads)
 

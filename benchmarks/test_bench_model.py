@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench_common import SLOW_BACKENDS, SMALL_BATCH, run
+from bench_common import SLOW_BACKENDS, SMALL_BATCH, require_backend, run
 
 from fastcnn import CnnModel
 from fastcnn.datasets.base import ArrayDataset
 from fastcnn.zoo import get_preset
 
-BACKENDS = ("numba", "numpy", "better", "adhoc", "torch")
+BACKENDS = ("numba", "numba-aot", "numpy", "better", "adhoc", "torch")
 
 #: id -> (preset, input shape HWC, batch, output spec)
 STEP_WORKLOADS = {
@@ -80,6 +80,7 @@ def torch_step(torch, wid: str, batch: int):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("wid", list(STEP_WORKLOADS))
 def test_train_step(benchmark, wid, backend, numba_threads, request):
+    require_backend(backend)
     full_batch = STEP_WORKLOADS[wid][2]
     batch = SMALL_BATCH if backend in SLOW_BACKENDS else full_batch
     benchmark.group = f"step {wid}"

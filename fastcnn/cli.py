@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
 
     bench = sub.add_parser("bench", help="compare kernel backends on a few workloads (markdown table)")
-    bench.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated backend names")
+    bench.add_argument("--backends", default=None,
+                       help="comma-separated backend names (default: every one that loads here, of "
+                       + ", ".join(BACKENDS) + ")")
     bench.add_argument("--repeat", type=_positive_int, default=3, help="timed repeats (median reported)")
     bench.add_argument("--quick", action="store_true", help="small shapes, one repeat: a smoke run")
     return parser
@@ -252,7 +254,7 @@ def cmd_train(args) -> int:
         run = _run_folder(args)
         model = CnnModel(name, ds, args.mode, hconfigs, show_maps=args.show_maps, backend=args.backend,
                          seed=args.seed, plot_dir=run)
-    except (ValueError, TypeError, KeyError, OSError) as exc:
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:  # ImportError: numba-aot not built
         raise UsageError(str(exc)) from None
     run.mkdir(parents=True, exist_ok=True)
     before = first_kernel(model)
@@ -283,13 +285,21 @@ def cmd_train(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import REDUCED_BATCH, bench_rows, format_table
-    from .kernels import BACKENDS
+    from .kernels import BACKENDS, backend_available, get_backend
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.backends is None:
+        backends = [b for b in BACKENDS if backend_available(b)]
+    else:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
         bad = ", ".join(unknown) or "(empty)"
         raise UsageError(f"--backends: unknown {bad}; valid: {', '.join(BACKENDS)}")
+    for name in backends:
+        try:
+            get_backend(name)
+        except ImportError as exc:
+            raise UsageError(f"--backends: {name}: {exc}") from None
     repeat = 1 if args.quick else args.repeat
     rows = bench_rows(backends, repeat, args.quick)
     print(f"fastcnn bench: float32, median of {repeat} after one warm-up call, "

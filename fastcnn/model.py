@@ -119,9 +119,10 @@ class CnnModel:
         return x
 
     def _threads(self):
-        """On the numba backend numba owns the cores: BLAS runs single-threaded
-        (see ``fastcnn.parallel``); other backends keep BLAS's own threads."""
-        return single_threaded_blas() if self.backend == "numba" else contextlib.nullcontext()
+        """On the numba backends BLAS runs single-threaded (``kernels.SINGLE_THREADED_BLAS``,
+        ``fastcnn.parallel``); other backends keep BLAS's own threads."""
+        single = kernels.SINGLE_THREADED_BLAS[self.backend]
+        return single_threaded_blas() if single else contextlib.nullcontext()
 
     def forward(self, x, maps: list | None = None):
         """Output layer values ``[mb, outputs]`` and every layer's aux (for backward).

@@ -1,9 +1,11 @@
 """Shared fixtures: backend parametrization and reproducible random inputs.
 
-``backend`` / ``any_backend`` run a test on all four backends; the ``adhoc``
+``backend`` / ``any_backend`` run a test on every backend; the ``adhoc``
 and ``better`` backends are pure-Python loops, so tests using these fixtures
 must keep their arrays tiny. ``fast_backend`` covers only the vectorised or
-compiled backends (``numba``, ``numpy``) and may use larger shapes.
+compiled backends (``numba``, ``numba-aot``, ``numpy``) and may use larger shapes.
+A backend that cannot load here (``numba-aot`` before ``make aot``) is skipped,
+with the reason, instead of failing every test.
 """
 
 from __future__ import annotations
@@ -11,29 +13,39 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastcnn.kernels import BACKENDS
+from fastcnn.kernels import BACKENDS, backend_available
 
 ALL_BACKENDS = tuple(BACKENDS)
-FAST_BACKENDS = ("numba", "numpy")
+FAST_BACKENDS = ("numba", "numba-aot", "numpy")
 SLOW_BACKENDS = tuple(name for name in ALL_BACKENDS if name not in FAST_BACKENDS)
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
-@pytest.fixture(params=ALL_BACKENDS)
+def backend_params(names) -> list:
+    """pytest params for backend names; those that cannot load here are marked skip."""
+    return [
+        name if backend_available(name)
+        else pytest.param(name, marks=pytest.mark.skip(reason=f"backend {name!r} not available here "
+                                                            "(numba-aot: build it with `make aot`)"))
+        for name in names
+    ]
+
+
+@pytest.fixture(params=backend_params(ALL_BACKENDS))
 def backend(request) -> str:
     """Every backend name; use with tiny shapes only."""
     return request.param
 
 
-@pytest.fixture(params=ALL_BACKENDS)
+@pytest.fixture(params=backend_params(ALL_BACKENDS))
 def any_backend(request) -> str:
     """Alias of ``backend``: every backend name, tiny shapes only."""
     return request.param
 
 
-@pytest.fixture(params=FAST_BACKENDS)
+@pytest.fixture(params=backend_params(FAST_BACKENDS))
 def fast_backend(request) -> str:
-    """The fast backends only (numba, numpy): larger shapes are fine."""
+    """The fast backends only (numba, numba-aot, numpy): larger shapes are fine."""
     return request.param
 
 

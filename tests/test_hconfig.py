@@ -79,7 +79,7 @@ def test_grammar_defaults_and_shapes():
 
 def test_bad_model_arguments():
     ds = tiny_dataset()
-    with pytest.raises(ValueError, match="unknown backend 'cuda'; valid backends: numba, numpy"):
+    with pytest.raises(ValueError, match="unknown backend 'cuda'; valid backends: numba, numba-aot, numpy"):
         CnnModel("m", ds, None, [4], backend="cuda")
     with pytest.raises(ValueError, match="unknown mode 'softmax'; valid modes: select, binary"):
         CnnModel("m", ds, "softmax", [4], backend="numpy")

@@ -362,7 +362,7 @@ def test_checks_run_before_any_backend(backend, fn, args, exc, match):
 
 
 def test_get_backend_lists_valid_names():
-    with pytest.raises(ValueError, match="valid backends: numba, numpy, better, adhoc"):
+    with pytest.raises(ValueError, match="valid backends: numba, numba-aot, numpy, better, adhoc"):
         K.get_backend("fast")
 
 

@@ -10,7 +10,7 @@ import pytest
 from model_helpers import tiny_dataset
 
 from fastcnn import CnnModel
-from fastcnn.kernels import BACKENDS
+from fastcnn.kernels import BACKENDS, backend_available
 
 NET = [
     ["conv", {"ksize": 3, "chn": 3}],
@@ -29,7 +29,7 @@ def _model(backend, dtype="float64", seed=11, net=NET):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_same_seed_same_initial_params_on_every_backend(dtype):
     reference = _model("numpy", "float64")
-    for backend in BACKENDS:
+    for backend in (name for name in BACKENDS if backend_available(name)):
         model = _model(backend, dtype)
         assert list(model.params) == list(reference.params)
         for key, value in model.params.items():
@@ -46,7 +46,11 @@ def _train(backend, dtype, epochs=3):
     return model, history
 
 
-@pytest.mark.parametrize("backend", ["numba", "better", "adhoc"])
+_AOT = pytest.param("numba-aot", marks=pytest.mark.skipif(not backend_available("numba-aot"),
+                                                          reason="numba-aot not built (make aot)"))
+
+
+@pytest.mark.parametrize("backend", ["numba", _AOT, "better", "adhoc"])
 def test_backends_agree_epoch_by_epoch(backend):
     ref_model, ref = _train("numpy", "float64")
     model, hist = _train(backend, "float64")

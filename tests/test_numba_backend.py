@@ -226,14 +226,14 @@ _CHILD = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from numba.core.dispatcher import Dispatcher
-    from fastcnn.kernels import numba_cpu
+    from fastcnn.kernels import numba_kernels
     sys.path.insert(0, sys.argv[2])
     from test_numba_backend import _all_calls
     _, calls = _all_calls(np.random.default_rng(0))
     for call in calls:
         call()
     stats = {}
-    for name, obj in vars(numba_cpu).items():
+    for name, obj in vars(numba_kernels).items():
         if isinstance(obj, Dispatcher) and obj.signatures:
             stats[name] = {"hits": sum(obj.stats.cache_hits.values()),
                            "misses": sum(obj.stats.cache_misses.values())}
@@ -271,7 +271,7 @@ def test_second_process_compiles_nothing():
 def test_dot5x3_ignores_what_its_accumulator_held():
     """Regression: the g_k accumulators once started from ``acc[0] * 0``, so a NaN left in
     fresh ``np.empty`` memory made the whole weight gradient NaN (seen on a fresh machine)."""
-    from fastcnn.kernels.numba_cpu import _dot5x3
+    from fastcnn.kernels.numba_kernels import _dot5x3
 
     rng = np.random.default_rng(0)
     g = [rng.standard_normal(37).astype(np.float32) for _ in range(3)]
@@ -286,7 +286,7 @@ def test_dot5x3_ignores_what_its_accumulator_held():
 @pytest.mark.parametrize("w, c", [(8, 8), (9, 8), (8, 9), (13, 15), (24, 30), (7, 30), (30, 7)])
 def test_planar_transposes_match_numpy(w, c, dtype):
     """NHWC <-> planar frame copies (8x8 SIMD tiles from 8 columns and channels up) equal NumPy's."""
-    from fastcnn.kernels import numba_cpu as nc
+    from fastcnn.kernels import numba_kernels as nc
 
     rng = np.random.default_rng(w * 100 + c)
     h, top, left = 5, 2, 1

@@ -1,9 +1,9 @@
-"""The kernel contract: eight stateless NHWC functions, four backends.
+"""The kernel contract: eight stateless NHWC functions, five backends.
 
 Each public function validates its arguments (rank, channels, dtype, geometry)
 and raises ``ValueError``/``TypeError`` naming the argument at fault, then
 hands contiguous arrays and normalized geometry to one backend module.
-Backend modules (``adhoc``, ``better``, ``im2col``, ``numba_cpu``) all define
+Backend modules (``adhoc``, ``better``, ``im2col``, ``numba_cpu``, ``numba_aot``) all define
 the same internal functions; see ``BACKEND_FUNCTIONS`` for their signatures.
 
 The six conv and pooling functions take ``out=``: an array the result is
@@ -24,9 +24,11 @@ from .shapes import ConvGeometry, PoolGeometry, conv_geometry, pool_geometry
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
+    "SINGLE_THREADED_BLAS",
     "WRITES_INTO_OUT",
     "avg_pool_backward",
     "avg_pool_forward",
+    "backend_available",
     "conv2d_backward",
     "conv2d_forward",
     "ext_regions",
@@ -40,6 +42,7 @@ __all__ = [
 #: ``import fastcnn`` does not pay for numba unless the numba backend runs).
 BACKENDS: dict[str, str] = {
     "numba": "fastcnn.kernels.numba_cpu",
+    "numba-aot": "fastcnn.kernels.numba_aot",
     "numpy": "fastcnn.kernels.im2col",
     "better": "fastcnn.kernels.better",
     "adhoc": "fastcnn.kernels.adhoc",
@@ -52,12 +55,24 @@ DEFAULT_BACKEND = "numba"
 #: backends marked True gain from reusing output buffers (``fastcnn.workspace``).
 WRITES_INTO_OUT: dict[str, bool] = {
     "numba": True,
+    "numba-aot": True,
     "numpy": False,
     "better": False,
     "adhoc": False,
 }
-if WRITES_INTO_OUT.keys() != BACKENDS.keys():  # pragma: no cover - a table out of step
-    raise ImportError("WRITES_INTO_OUT must list every backend in BACKENDS")
+#: backend name -> True if models on it run BLAS single-threaded (``fastcnn.parallel``):
+#: the numba kernels own the cores, and the dense layers' products then give the
+#: same bits whatever BLAS's thread count (``matmul`` splits them in fixed pieces).
+SINGLE_THREADED_BLAS: dict[str, bool] = {
+    "numba": True,
+    "numba-aot": True,
+    "numpy": False,
+    "better": False,
+    "adhoc": False,
+}
+for _table in (WRITES_INTO_OUT, SINGLE_THREADED_BLAS):
+    if _table.keys() != BACKENDS.keys():  # pragma: no cover - a table out of step
+        raise ImportError("WRITES_INTO_OUT and SINGLE_THREADED_BLAS must list every backend in BACKENDS")
 
 #: The internal functions every backend module defines. Arrays arrive
 #: C-contiguous with one float dtype; geometry arrives resolved.
@@ -98,8 +113,20 @@ BACKEND_FUNCTIONS = (
 _loaded: dict[str, ModuleType] = {}
 
 
+def backend_available(name: str) -> bool:
+    """True if backend ``name`` loads here (``numba-aot`` must be built first, see its module)."""
+    try:
+        get_backend(name)
+    except ImportError:
+        return False
+    return True
+
+
 def get_backend(name: str) -> ModuleType:
-    """Return the backend module for ``name``, checking it implements the contract."""
+    """Return the backend module for ``name``, checking it implements the contract.
+
+    ImportError if it cannot load here (e.g. ``numba-aot`` not built), saying why.
+    """
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
     if name in _loaded:

@@ -1,0 +1,203 @@
+"""The numba kernels compiled ahead of time: the export table, and loading the built module.
+
+``python -m fastcnn.kernels.aot_build`` compiles every kernel of
+``numba_kernels`` that ``NumbaHost`` calls, in float32 and float64, for this
+CPU, into the extension module ``fastcnn.kernels._numba_aot`` (numba's
+``pycc``; it needs a C compiler). Loading that module needs only NumPy: no
+numba, no LLVM, no compile step, so a process using the ``numba-aot``
+backend stays small (docs/performance.md) and starts at once.
+
+pycc's exports run on the calling thread and do not check their arguments:
+a wrong dtype or layout would read or write the wrong memory. So every call
+goes through ``CheckedKernel``, which checks each array against the table
+below and picks the float32 or float64 build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: the built extension module and the file describing its build
+MODULE = "_numba_aot"
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUILD_INFO = PACKAGE_DIR / f"{MODULE}.json"
+BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
+
+#: kernel -> (argument kinds, result kind). Kinds: "F<n>" a C-contiguous float array
+#: of n dimensions (all of one call share a dtype: float32 or float64), "I1" a
+#: C-contiguous int64 vector, "i" an int, "f" a float, "b" a bool; results "void",
+#: "F1" or "I1". Kernels without float arrays are built once.
+KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
+    "_tap_offsets": (("i", "i", "i", "i", "i"), "I1"),
+    "_conv_fwd": (("F4", "F2", "F1", "i", "i", "i", "i", "F4"), "void"),
+    "_conv_fwd_blocked": (("F4", "I1", "F2", "F1", "i", "i", "i", "i", "F4", "b"), "void"),
+    "_conv_bwd": (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b"), "void"),
+    "_conv_bwd_c1": (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b"), "void"),
+    "_sum_batch": (("F2",), "F1"),
+    "_ext_regions": (("F4",) + ("i",) * 8 + ("F2",), "void"),
+    "_undo_ext_regions": (("F2",) + ("i",) * 8 + ("F4",), "void"),
+    "_max_fwd": (("F4", "i", "i", "i", "i", "F4"), "void"),
+    "_max_bwd": (("F4", "F4", "i", "i", "i", "i", "F4"), "void"),
+    "_avg_fwd": (("F4", "i", "i", "i", "i", "F4"), "void"),
+    "_avg_bwd": (("F4", "i", "i", "i", "i", "F4"), "void"),
+    "_relu": (("F1", "F1"), "void"),
+    "_relu_backward": (("F1", "F1", "F1"), "void"),
+    "_adam": (("F1", "F1", "F1", "F1", "f", "f", "f", "f"), "void"),
+}
+
+#: numba type code of each float dtype the kernels are built for
+FLOAT_CODES = {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8"}
+_SCALAR_CODES = {"i": "i8", "f": "f8", "b": "b1"}
+
+#: LLVM feature name -> /proc/cpuinfo flag, for the features that decide whether
+#: code built on one x86 CPU runs on another
+_CPUINFO_FLAGS = {
+    "sse4.1": "sse4_1", "sse4.2": "sse4_2", "ssse3": "ssse3", "popcnt": "popcnt", "avx": "avx",
+    "avx2": "avx2", "fma": "fma", "f16c": "f16c", "bmi": "bmi1", "bmi2": "bmi2",
+    "avx512f": "avx512f", "avx512bw": "avx512bw", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
+    "avx512cd": "avx512cd",
+}
+
+
+def has_floats(kinds) -> bool:
+    return any(kind.startswith("F") for kind in kinds)
+
+
+def export_name(kernel: str, code: str | None) -> str:
+    """Name of one build of ``kernel`` in the extension module (``code``: "f4"/"f8", None if dtype-free)."""
+    return kernel if code is None else f"{kernel}__{code}"
+
+
+def _type(kind: str, code: str | None) -> str:
+    if kind == "void":
+        return "void"
+    if kind in _SCALAR_CODES:
+        return _SCALAR_CODES[kind]
+    base = {"F": code, "I": "i8"}[kind[0]]
+    dims = int(kind[1:])
+    return f"{base}[{', '.join([':'] * (dims - 1) + ['::1'])}]"
+
+
+def signature(kernel: str, code: str | None) -> str:
+    """pycc signature of one build, e.g. ``void(f4[:, ::1], i8)``."""
+    kinds, result = KERNELS[kernel]
+    return f"{_type(result, code)}({', '.join(_type(k, code) for k in kinds)})"
+
+
+def builds() -> list[tuple[str, str | None]]:
+    """Every (kernel, float code or None) the extension module holds."""
+    out = []
+    for kernel, (kinds, _) in KERNELS.items():
+        codes = list(FLOAT_CODES.values()) if has_floats(kinds) else [None]
+        out += [(kernel, code) for code in codes]
+    return out
+
+
+class CheckedKernel:
+    """One kernel of the built module: checks its arguments, then calls the build for their dtype."""
+
+    def __init__(self, name: str, kinds: tuple[str, ...], by_dtype: dict):
+        self.name, self.kinds, self.by_dtype = name, kinds, by_dtype
+
+    def __call__(self, *args):
+        if len(args) != len(self.kinds):
+            raise TypeError(f"{self.name} takes {len(self.kinds)} arguments, got {len(args)}")
+        dtype = None
+        for i, (kind, arg) in enumerate(zip(self.kinds, args, strict=True)):
+            if kind[0] not in "FI":
+                continue
+            dims = int(kind[1:])
+            if not isinstance(arg, np.ndarray) or arg.ndim != dims or not arg.flags.c_contiguous:
+                got = f"{arg.ndim}-d {arg.dtype} array, C-contiguous: {arg.flags.c_contiguous}" \
+                    if isinstance(arg, np.ndarray) else type(arg).__name__
+                raise TypeError(f"{self.name}: argument {i} must be a C-contiguous {dims}-d array, got {got}")
+            want = np.dtype(np.int64) if kind[0] == "I" else (dtype or arg.dtype)
+            if arg.dtype != want:
+                raise TypeError(f"{self.name}: argument {i} has dtype {arg.dtype}, expected {want}")
+            if kind[0] == "F":
+                dtype = want
+        fn = self.by_dtype.get(dtype)
+        if fn is None:
+            raise TypeError(f"{self.name}: not built for dtype {dtype} (built: float32, float64)")
+        return fn(*args)
+
+
+class CompiledKernels:
+    """The namespace ``NumbaHost`` calls: one ``CheckedKernel`` per entry of ``KERNELS``."""
+
+    def __init__(self, module, info: dict):
+        self.info = info
+        self.wide = bool(info["wide"])
+        for kernel, (kinds, _) in KERNELS.items():
+            if has_floats(kinds):
+                by_dtype = {dtype: getattr(module, export_name(kernel, code))
+                            for dtype, code in FLOAT_CODES.items()}
+            else:
+                by_dtype = {None: getattr(module, export_name(kernel, None))}
+            setattr(self, kernel, CheckedKernel(kernel, kinds, by_dtype))
+
+
+def _cpu_flags() -> set[str] | None:
+    """This CPU's feature flags from /proc/cpuinfo (None where that file does not exist)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def check_cpu(info: dict) -> None:
+    """Raise ImportError if the module was built with CPU features this CPU lacks."""
+    flags = _cpu_flags()
+    if flags is None:
+        return
+    missing = sorted(f for f in info["features"] if f in _CPUINFO_FLAGS and _CPUINFO_FLAGS[f] not in flags)
+    if missing:
+        raise ImportError(
+            f"the numba-aot kernels were built for a {info['cpu']} CPU with {', '.join(missing)}, "
+            f"which this CPU lacks; rebuild them here: {BUILD_COMMAND}"
+        )
+
+
+def source_digest() -> str:
+    """SHA-256 of the kernels' source and this table: a build from other sources is stale."""
+    digest = hashlib.sha256()
+    for name in ("numba_kernels.py", "aot.py"):
+        digest.update((PACKAGE_DIR / name).read_bytes())
+    return digest.hexdigest()
+
+
+def load() -> CompiledKernels:
+    """Import the built module for this CPU; ImportError saying how to build it if it is missing."""
+    if not BUILD_INFO.exists():
+        raise ImportError(f"the numba-aot backend is not built; build it with `{BUILD_COMMAND}` "
+                          "(or `make aot`; needs a C compiler)")
+    try:
+        info = json.loads(BUILD_INFO.read_text())
+        if info.get("source_sha256") != source_digest():
+            raise ImportError("it was built from other kernel sources")
+        check_cpu(info)
+        module = importlib.import_module(f"{__package__}.{MODULE}")
+    except (ImportError, ValueError, KeyError, AttributeError) as exc:
+        raise ImportError(f"cannot load the numba-aot kernels ({exc}); rebuild: {BUILD_COMMAND}") from exc
+    return CompiledKernels(module, info)
+
+
+def module_paths() -> list[Path]:
+    """The files of a build in the package directory (extension module and build info)."""
+    return sorted(PACKAGE_DIR.glob(f"{MODULE}.*"))
+
+
+def remove_build() -> None:
+    """Delete a previous build (used before rebuilding, so a failed build leaves none behind)."""
+    for path in module_paths():
+        os.remove(path)

@@ -1,0 +1,211 @@
+"""The numba-aot backend: the numba kernels compiled ahead of time.
+
+Its kernels are the JIT backend's functions compiled by pycc for this CPU, so
+every result must equal the ``numba`` backend's bit for bit (the contract tests
+in test_kernels.py also run it against the float64 references). Its argument
+checks must stop what pycc's exports would not (a wrong dtype or layout reads
+the wrong memory), a stale or foreign build must refuse to load, and a process
+using it must not import numba or LLVM at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastcnn import CnnModel
+from fastcnn import kernels as K
+from fastcnn.datasets.base import ArrayDataset
+from fastcnn.kernels import aot
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILT = K.backend_available("numba-aot")
+needs_build = pytest.mark.skipif(not BUILT, reason="numba-aot not built (make aot)")
+
+# (x shape, kernel shape, stride, padding): one channel, several channels, even and
+# non-square kernels, stride 2 (the im2col path), batch of one, 8+ channels (SIMD transposes)
+CASES = [
+    ((3, 12, 11, 1), (5, 5, 1, 7), 1, "valid"),
+    ((2, 9, 10, 3), (3, 3, 3, 6), 1, "same"),
+    ((1, 10, 9, 4), (2, 3, 4, 5), 1, "same"),
+    ((2, 11, 12, 2), (3, 2, 2, 3), 2, "same"),
+    ((2, 16, 17, 9), (3, 3, 9, 12), 1, "same"),
+]
+
+
+def _rand(shape, dtype, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def test_every_kernel_the_host_calls_is_in_the_export_table():
+    source = (ROOT / "fastcnn" / "kernels" / "numba_host.py").read_text()
+    called = set(re.findall(r"self\.k\.(\w+)\(", source))
+    assert called, "no kernel calls found in numba_host.py"
+    assert called == set(aot.KERNELS), f"host calls {called ^ set(aot.KERNELS)} not matched by the table"
+
+
+def test_signatures_spell_contiguous_arrays_and_scalars():
+    assert aot.signature("_max_fwd", "f4") == "void(f4[:, :, :, ::1], i8, i8, i8, i8, f4[:, :, :, ::1])"
+    assert aot.signature("_sum_batch", "f8") == "f8[::1](f8[:, ::1])"
+    assert aot.signature("_tap_offsets", None) == "i8[::1](i8, i8, i8, i8, i8)"
+    assert aot.signature("_adam", "f4").endswith("f8, f8, f8, f8)")
+    builds = aot.builds()
+    assert {("_tap_offsets", None), ("_conv_fwd", "f4"), ("_conv_fwd", "f8")} <= set(builds)
+
+
+@needs_build
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x{}-k{}-s{}-{}".format(*c))
+def test_conv_equals_the_jit_backend_bit_for_bit(case, dtype):
+    x_shape, k_shape, stride, pad = case
+    x, k, b = _rand(x_shape, dtype, 1), _rand(k_shape, dtype, 2) * 0.3, _rand(k_shape[3], dtype, 3)
+    y = {name: K.conv2d_forward(x, k, b, stride, pad, backend=name) for name in ("numba", "numba-aot")}
+    assert np.array_equal(y["numba"], y["numba-aot"])
+    g_y = _rand(y["numba"].shape, dtype, 4)
+    grads = {name: K.conv2d_backward(g_y, x, k, stride, pad, backend=name) for name in ("numba", "numba-aot")}
+    for jit, ahead, what in zip(grads["numba"], grads["numba-aot"], ("g_x", "g_k", "g_b"), strict=True):
+        assert np.array_equal(jit, ahead), what
+    # and it is a real convolution: the float64 im2col path agrees to rounding
+    ref = K.conv2d_forward(x.astype(np.float64), k.astype(np.float64), b.astype(np.float64), stride, pad,
+                           backend="numpy")
+    np.testing.assert_allclose(y["numba-aot"], ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_build
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fwd, bwd, size, stride", [
+    (K.max_pool_forward, K.max_pool_backward, 2, None),
+    (K.max_pool_forward, K.max_pool_backward, 3, 2),
+    (K.avg_pool_forward, K.avg_pool_backward, 3, None),
+])
+def test_pooling_equals_the_jit_backend_bit_for_bit(fwd, bwd, size, stride, dtype):
+    x = _rand((2, 12, 13, 5), dtype, 5)
+    y = {name: fwd(x, size, stride, backend=name) for name in ("numba", "numba-aot")}
+    assert np.array_equal(y["numba"], y["numba-aot"])
+    g_y = _rand(y["numba"].shape, dtype, 6)
+    g_x = {name: bwd(g_y, x, size, stride, backend=name) for name in ("numba", "numba-aot")}
+    assert np.array_equal(g_x["numba"], g_x["numba-aot"])
+
+
+def _digits(n=200) -> ArrayDataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    xs = (digits.images[:n] / 16.0).astype(np.float32)[..., None]
+    ys = np.eye(10, dtype=np.float32)[digits.target[:n]]
+    return ArrayDataset("digits", xs, ys, "select", [str(i) for i in range(10)], seed=5)
+
+
+NET = [["conv", {"ksize": 3, "chn": 8}], ["max", {"stride": 2}],
+       ["conv", {"ksize": [2, 3], "chn": 6, "stride": 2}], ["avg", {"ksize": 2, "stride": 1}], 16]
+
+
+@needs_build
+def test_training_gives_the_jit_backends_parameters_bit_for_bit():
+    params = {}
+    for name in ("numba", "numba-aot"):
+        model = CnnModel("aot", _digits(), None, NET, backend=name, seed=3)
+        model.train(epoch_count=2, batch_size=32, learning_rate=0.003, progress=False)
+        params[name] = model.params
+    fresh = CnnModel("aot", _digits(), None, NET, backend="numba-aot", seed=3).params
+    for key, value in params["numba"].items():
+        assert np.array_equal(value, params["numba-aot"][key]), key
+    assert any(not np.array_equal(fresh[key], params["numba-aot"][key]) for key in fresh)
+
+
+@needs_build
+def test_kernel_arguments_are_checked_before_the_compiled_code_runs():
+    kernels = aot.load()
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    y = np.zeros((1, 2, 2, 2), np.float32)
+    with pytest.raises(TypeError, match=r"_max_fwd: argument 5 has dtype float64, expected float32"):
+        kernels._max_fwd(x, 2, 2, 2, 2, y.astype(np.float64))
+    with pytest.raises(TypeError, match=r"_max_fwd: argument 0 must be a C-contiguous 4-d array"):
+        kernels._max_fwd(np.zeros((1, 4, 4, 4), np.float32)[..., ::2], 2, 2, 2, 2, y)
+    with pytest.raises(TypeError, match=r"_max_fwd: argument 0 must be a C-contiguous 4-d array, got list"):
+        kernels._max_fwd([0.0], 2, 2, 2, 2, y)
+    with pytest.raises(TypeError, match=r"_relu takes 2 arguments, got 1"):
+        kernels._relu(np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match=r"_sum_batch: not built for dtype float16"):
+        kernels._sum_batch(np.zeros((2, 3), np.float16))
+    with pytest.raises(TypeError, match=r"_conv_fwd_blocked: argument 1 has dtype int32, expected int64"):
+        kernels._conv_fwd_blocked(x, np.zeros(4, np.int32), np.zeros((5, 5), np.float32),
+                                  np.zeros(5, np.float32), 3, 3, 1, 1, y, True)
+    kernels._max_fwd(np.arange(32, dtype=np.float32).reshape(1, 4, 4, 2), 2, 2, 2, 2, y)  # valid calls run
+    assert y[0, 0, 0].tolist() == [10.0, 11.0]
+
+
+def test_missing_build_says_how_to_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(aot, "BUILD_INFO", tmp_path / "absent.json")
+    with pytest.raises(ImportError, match=r"not built; build it with `python -m fastcnn.kernels.aot_build`"):
+        aot.load()
+
+
+def _fake_info(tmp_path, **changes) -> Path:
+    info = {"cpu": "testcpu", "features": [], "wide": False, "source_sha256": aot.source_digest()}
+    info.update(changes)
+    path = tmp_path / "info.json"
+    path.write_text(json.dumps(info))
+    return path
+
+
+def test_stale_build_refuses_to_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(aot, "BUILD_INFO", _fake_info(tmp_path, source_sha256="0" * 64))
+    with pytest.raises(ImportError, match=r"built from other kernel sources.*rebuild"):
+        aot.load()
+
+
+def test_build_for_another_cpu_refuses_to_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(aot, "BUILD_INFO", _fake_info(tmp_path, features=["avx2", "avx512f"]))
+    monkeypatch.setattr(aot, "_cpu_flags", lambda: {"sse4_2", "avx", "avx2"})
+    with pytest.raises(ImportError, match=r"built for a testcpu CPU with avx512f, which this CPU lacks"):
+        aot.load()
+
+
+@needs_build
+def test_a_process_on_numba_aot_never_imports_numba_or_llvm():
+    child = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from fastcnn import CnnModel
+        from fastcnn.datasets.base import ArrayDataset
+        xs = np.random.default_rng(0).random((40, 10, 10, 1), dtype=np.float32)
+        ys = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
+        ds = ArrayDataset("tiny", xs, ys, "select", ["a", "b", "c"])
+        model = CnnModel("tiny", ds, None, [["conv", {"ksize": 3, "chn": 4}], ["max", {"stride": 2}], 8],
+                         backend="numba-aot", seed=1)
+        loss, _, grads = model.compute_step(xs[:20], ys[:20])
+        model.optimizer.update(model.params, grads)
+        assert np.isfinite(loss)
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("numba", "llvmlite")))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_unbuilt_backend_is_a_clear_error_not_a_crash(tmp_path, monkeypatch, capsys):
+    from fastcnn import cli
+
+    monkeypatch.setattr(aot, "BUILD_INFO", tmp_path / "absent.json")
+    monkeypatch.delitem(sys.modules, "fastcnn.kernels.numba_aot", raising=False)
+    monkeypatch.setattr(K, "_loaded", {name: m for name, m in K._loaded.items() if name != "numba-aot"})
+    with pytest.raises(ImportError, match=r"numba-aot backend is not built.*make aot"):
+        K.get_backend("numba-aot")
+    assert not K.backend_available("numba-aot")
+    with pytest.raises(ImportError, match="not built"):  # the kernel functions reach the same loader
+        K.conv2d_forward(np.zeros((1, 4, 4, 1), np.float32), np.zeros((3, 3, 1, 2), np.float32),
+                         np.zeros(2, np.float32), 1, "valid", backend="numba-aot")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "--backend", "numba-aot", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    assert "numba-aot backend is not built" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing half-written
