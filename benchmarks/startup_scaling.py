@@ -2,7 +2,8 @@
 
 Start-up: wall time of ``import fastcnn`` plus building SimpleConvNet and its
 first training step (batch 100), with numba's cache cold (an empty
-``NUMBA_CACHE_DIR``) and warm (the same directory again).
+``NUMBA_CACHE_DIR``) and warm (the same directory again), and on the
+``numba-aot`` backend (compiled ahead of time: no numba, nothing to load or compile).
 
 Scaling: training steps per second (forward, backward, Adam) of SimpleConvNet
 (batch 100, 28x28x1) and the seed's Office-31 model (batch 32, 96x96x3) with
@@ -29,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 STARTUP_CHILD = textwrap.dedent(
     """
-    import time
+    import sys, time
     t0 = time.perf_counter()
     import numpy as np
     from fastcnn import CnnModel
@@ -39,7 +40,7 @@ STARTUP_CHILD = textwrap.dedent(
     xs = rng.random((100, 28, 28, 1), dtype=np.float32)
     ys = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 100)]
     ds = ArrayDataset("s", xs, ys, "select", [str(i) for i in range(10)], split=(1.0, 0.0))
-    model = CnnModel("s", ds, None, get_preset("simpleconvnet"), backend="numba", seed=1)
+    model = CnnModel("s", ds, None, get_preset("simpleconvnet"), backend=sys.argv[1], seed=1)
     t1 = time.perf_counter()
     _, _, grads = model.compute_step(xs, ys, reuse_grads=True)
     model.optimizer.update(model.params, grads)
@@ -81,12 +82,19 @@ def _python(code: str, *args: str, env: dict | None = None) -> str:
 
 
 def startup() -> list[dict]:
-    """Cold then warm cache: seconds to import + build, first step, total."""
+    """numba with a cold then a warm cache, and numba-aot: seconds to import + build, first step, total."""
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        for label in ("cold cache", "warm cache"):
-            imp, first, total = map(float, _python(STARTUP_CHILD, env={"NUMBA_CACHE_DIR": cache}).split())
-            rows.append({"case": label, "import_build_s": imp, "first_step_s": first, "total_s": total})
+        cases = [("numba", "cold cache"), ("numba", "warm cache"), ("numba-aot", "none (compiled ahead)")]
+        for backend, label in cases:
+            try:
+                out = _python(STARTUP_CHILD, backend, env={"NUMBA_CACHE_DIR": cache})
+            except RuntimeError as err:
+                rows.append({"backend": backend, "case": label, "error": str(err)})
+                continue
+            imp, first, total = map(float, out.split())
+            rows.append({"backend": backend, "case": label, "import_build_s": imp, "first_step_s": first,
+                         "total_s": total})
     return rows
 
 
@@ -119,10 +127,14 @@ def main(argv=None) -> int:
 
     start = startup()
     print("Start-up: import fastcnn + SimpleConvNet + first training step (batch 100), fresh process\n")
-    print("| numba cache | import + build s | first step s | total s |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| backend | numba cache | import + build s | first step s | total s |")
+    print("| --- | --- | ---: | ---: | ---: |")
     for r in start:
-        print(f"| {r['case']} | {r['import_build_s']:.2f} | {r['first_step_s']:.2f} | {r['total_s']:.2f} |")
+        if "error" in r:
+            print(f"| {r['backend']} | {r['case']} | - | - | skipped: {r['error'][:60]} |")
+            continue
+        print(f"| {r['backend']} | {r['case']} | {r['import_build_s']:.2f} | {r['first_step_s']:.2f} "
+              f"| {r['total_s']:.2f} |")
 
     scale = scaling(args.steps)
     print("\nThread scaling: training steps per second (median)\n")

@@ -209,3 +209,30 @@ def test_an_unbuilt_backend_is_a_clear_error_not_a_crash(tmp_path, monkeypatch, 
     assert stop.value.code == 2
     assert "numba-aot backend is not built" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+@needs_build
+def test_a_process_on_numba_aot_can_fork_and_keep_training():
+    """No OpenMP runtime in the process: unlike the JIT backend's, a forked child trains on."""
+    child = textwrap.dedent(
+        """
+        import os
+        import numpy as np
+        from fastcnn import CnnModel
+        from fastcnn.datasets.base import ArrayDataset
+        xs = np.random.default_rng(0).random((40, 10, 10, 1), dtype=np.float32)
+        ys = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
+        ds = ArrayDataset("tiny", xs, ys, "select", ["a", "b", "c"])
+        model = CnnModel("tiny", ds, None, [["conv", {"ksize": 3, "chn": 4}], 8], backend="numba-aot", seed=1)
+        model.compute_step(xs[:20], ys[:20])
+        pid = os.fork()
+        if pid == 0:
+            loss, _, _ = model.compute_step(xs[20:], ys[20:])
+            os._exit(0 if np.isfinite(loss) else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, cwd=ROOT,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "0"
