@@ -104,7 +104,7 @@ def scaling(steps: int) -> list[dict]:
 
     rows = []
     for wid in STEP_WORKLOADS:
-        for backend in ("numba", "torch"):
+        for backend in ("numba", "numba-aot", "torch"):
             row = {"workload": wid, "backend": backend}
             for threads in (1, 2):
                 env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}

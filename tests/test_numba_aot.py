@@ -122,7 +122,7 @@ def test_training_gives_the_jit_backends_parameters_bit_for_bit():
 
 @needs_build
 def test_kernel_arguments_are_checked_before_the_compiled_code_runs():
-    kernels = aot.load()
+    kernels = aot.load(lambda: 1)
     x = np.zeros((1, 4, 4, 2), np.float32)
     y = np.zeros((1, 2, 2, 2), np.float32)
     with pytest.raises(TypeError, match=r"_max_fwd: argument 5 has dtype float64, expected float32"):
@@ -145,7 +145,7 @@ def test_kernel_arguments_are_checked_before_the_compiled_code_runs():
 def test_missing_build_says_how_to_build(tmp_path, monkeypatch):
     monkeypatch.setattr(aot, "BUILD_INFO", tmp_path / "absent.json")
     with pytest.raises(ImportError, match=r"not built; build it with `python -m fastcnn.kernels.aot_build`"):
-        aot.load()
+        aot.load(lambda: 1)
 
 
 def _fake_info(tmp_path, **changes) -> Path:
@@ -159,14 +159,14 @@ def _fake_info(tmp_path, **changes) -> Path:
 def test_stale_build_refuses_to_load(tmp_path, monkeypatch):
     monkeypatch.setattr(aot, "BUILD_INFO", _fake_info(tmp_path, source_sha256="0" * 64))
     with pytest.raises(ImportError, match=r"built from other kernel sources.*rebuild"):
-        aot.load()
+        aot.load(lambda: 1)
 
 
 def test_build_for_another_cpu_refuses_to_load(tmp_path, monkeypatch):
     monkeypatch.setattr(aot, "BUILD_INFO", _fake_info(tmp_path, features=["avx2", "avx512f"]))
     monkeypatch.setattr(aot, "_cpu_flags", lambda: {"sse4_2", "avx", "avx2"})
     with pytest.raises(ImportError, match=r"built for a testcpu CPU with avx512f, which this CPU lacks"):
-        aot.load()
+        aot.load(lambda: 1)
 
 
 @needs_build
@@ -236,3 +236,66 @@ def test_a_process_on_numba_aot_can_fork_and_keep_training():
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, cwd=ROOT,
                          timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "0"
+
+
+@needs_build
+def test_cutting_calls_over_threads_gives_the_same_bits():
+    from fastcnn.kernels import numba_aot
+
+    x = _rand((6, 14, 13, 3), np.float32, 7)
+    k = _rand((3, 3, 3, 5), np.float32, 8) * 0.3
+    b = _rand(5, np.float32, 9)
+    g_y = _rand((6, 14, 13, 5), np.float32, 10)
+
+    def everything():
+        y = K.conv2d_forward(x, k, b, 1, "same", backend="numba-aot")
+        g_x, g_k, g_b = K.conv2d_backward(g_y, x, k, 1, "same", backend="numba-aot")
+        _, g_k1, _ = K.conv2d_backward(g_y[..., :1].copy(), x[..., :1].copy(), k[:, :, :1, :1].copy(), 1,
+                                       "same", backend="numba-aot", input_grad=False)
+        cols = K.ext_regions(x, 3, 2, 2, "same", backend="numba-aot")
+        undo = K.undo_ext_regions(cols, x.shape, 3, 2, 2, "same", backend="numba-aot")
+        pooled = K.max_pool_forward(x, 2, backend="numba-aot")
+        g_pool = K.max_pool_backward(np.ones_like(pooled), x, 2, backend="numba-aot")
+        avg = K.avg_pool_backward(np.ones_like(K.avg_pool_forward(x, 3, 2, backend="numba-aot")), x, 3, 2,
+                                  backend="numba-aot")
+        return [y, g_x, g_k, g_b, g_k1, cols, undo, pooled, g_pool, avg]
+
+    previous = numba_aot.num_threads()
+    try:
+        numba_aot.set_num_threads(1)
+        one = everything()
+        numba_aot.set_num_threads(3)  # more threads than cores: uneven pieces
+        three = everything()
+    finally:
+        numba_aot.set_num_threads(previous)
+    for i, (a, c) in enumerate(zip(one, three, strict=True)):
+        assert np.array_equal(a, c), f"result {i} differs between 1 and 3 threads"
+
+
+def test_a_call_is_cut_into_contiguous_blocks_of_the_batch(monkeypatch):
+    monkeypatch.setattr(aot, "MIN_SPLIT_BYTES", 0)
+    calls = []
+    kernel = aot.CheckedKernel("_ext_regions", aot.KERNELS["_ext_regions"][0], aot.KERNELS["_ext_regions"][2],
+                               {np.dtype(np.float32): lambda *args: calls.append(args)}, lambda: 2)
+    x = np.zeros((5, 4, 4, 2), np.float32)
+    cols = np.zeros((5 * 6, 8), np.float32)  # 6 rows per image
+    kernel(x, 2, 2, 1, 1, 0, 0, 2, 3, cols)
+
+    def address(a):
+        return a.__array_interface__["data"][0]
+
+    calls.sort(key=lambda args: address(args[0]))  # the pieces run on two threads, in any order
+    assert [(address(a[0]), a[0].shape[0]) for a in calls] == [(address(x), 2), (address(x[2:]), 3)]
+    assert [(address(a[9]), a[9].shape[0]) for a in calls] == [(address(cols), 12), (address(cols[12:]), 18)]
+    assert all(a[1:9] == (2, 2, 1, 1, 0, 0, 2, 3) for a in calls)
+    with pytest.raises(TypeError, match="argument 9 has 31 rows, not a multiple of the batch"):
+        kernel(x, 2, 2, 1, 1, 0, 0, 2, 3, np.zeros((31, 8), np.float32))
+
+
+@needs_build
+def test_thread_count_is_checked():
+    from fastcnn.kernels import numba_aot
+
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="numba-aot threads must be an int >= 1"):
+            numba_aot.set_num_threads(bad)

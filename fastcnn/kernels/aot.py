@@ -7,10 +7,12 @@ CPU, into the extension module ``fastcnn.kernels._numba_aot`` (numba's
 numba, no LLVM, no compile step, so a process using the ``numba-aot``
 backend stays small (docs/performance.md) and starts at once.
 
-pycc's exports run on the calling thread and do not check their arguments:
-a wrong dtype or layout would read or write the wrong memory. So every call
-goes through ``CheckedKernel``, which checks each array against the table
-below and picks the float32 or float64 build.
+pycc builds no parallel loops, so threads come from here: each call is cut
+along its batch into contiguous pieces run on ``workers``' threads (the builds
+release the GIL). And pycc's exports do not check their arguments: a wrong
+dtype or layout would read or write the wrong memory. So every call goes
+through ``CheckedKernel``, which checks each array against the table below,
+picks the float32 or float64 build and cuts the call.
 """
 
 from __future__ import annotations
@@ -23,33 +25,43 @@ from pathlib import Path
 
 import numpy as np
 
+from . import workers
+
 #: the built extension module and the file describing its build
 MODULE = "_numba_aot"
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILD_INFO = PACKAGE_DIR / f"{MODULE}.json"
 BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 
-#: kernel -> (argument kinds, result kind). Kinds: "F<n>" a C-contiguous float array
-#: of n dimensions (all of one call share a dtype: float32 or float64), "I1" a
+#: kernel -> (argument kinds, result kind, split). Kinds: "F<n>" a C-contiguous float
+#: array of n dimensions (all of one call share a dtype: float32 or float64), "I1" a
 #: C-contiguous int64 vector, "i" an int, "f" a float, "b" a bool; results "void",
-#: "F1" or "I1". Kernels without float arrays are built once.
-KERNELS: dict[str, tuple[tuple[str, ...], str]] = {
-    "_tap_offsets": (("i", "i", "i", "i", "i"), "I1"),
-    "_conv_fwd": (("F4", "F2", "F1", "i", "i", "i", "i", "F4"), "void"),
-    "_conv_fwd_blocked": (("F4", "I1", "F2", "F1", "i", "i", "i", "i", "F4", "b"), "void"),
-    "_conv_bwd": (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b"), "void"),
-    "_conv_bwd_c1": (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b"), "void"),
-    "_sum_batch": (("F2",), "F1"),
-    "_ext_regions": (("F4",) + ("i",) * 8 + ("F2",), "void"),
-    "_undo_ext_regions": (("F2",) + ("i",) * 8 + ("F4",), "void"),
-    "_max_fwd": (("F4", "i", "i", "i", "i", "F4"), "void"),
-    "_max_bwd": (("F4", "F4", "i", "i", "i", "i", "F4"), "void"),
-    "_avg_fwd": (("F4", "i", "i", "i", "i", "F4"), "void"),
-    "_avg_bwd": (("F4", "i", "i", "i", "i", "F4"), "void"),
-    "_relu": (("F1", "F1"), "void"),
-    "_relu_backward": (("F1", "F1", "F1"), "void"),
-    "_adam": (("F1", "F1", "F1", "F1", "f", "f", "f", "f"), "void"),
+#: "F1" or "I1". Kernels without float arrays are built once. ``split`` says how a
+#: call is cut into pieces for several threads: (index of the argument whose first
+#: axis is the batch, indices of every argument cut along its first axis), the cut
+#: arguments having a whole number of rows per batch item (e.g. the im2col matrix:
+#: yh*yw rows per image); None: the kernel runs whole. Every such kernel treats its
+#: batch items (images, or elements) independently, so results do not depend on the cut.
+_CONV_BWD = (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b"), "void", (1, (0, 1, 7, 8, 9)))
+KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | None]] = {
+    "_tap_offsets": (("i", "i", "i", "i", "i"), "I1", None),
+    "_conv_fwd": (("F4", "F2", "F1", "i", "i", "i", "i", "F4"), "void", (0, (0, 7))),
+    "_conv_fwd_blocked": (("F4", "I1", "F2", "F1", "i", "i", "i", "i", "F4", "b"), "void", (0, (0, 8))),
+    "_conv_bwd": _CONV_BWD,
+    "_conv_bwd_c1": _CONV_BWD,
+    "_sum_batch": (("F2",), "F1", None),
+    "_ext_regions": (("F4",) + ("i",) * 8 + ("F2",), "void", (0, (0, 9))),
+    "_undo_ext_regions": (("F2",) + ("i",) * 8 + ("F4",), "void", (9, (0, 9))),
+    "_max_fwd": (("F4", "i", "i", "i", "i", "F4"), "void", (0, (0, 5))),
+    "_max_bwd": (("F4", "F4", "i", "i", "i", "i", "F4"), "void", (1, (0, 1, 6))),
+    "_avg_fwd": (("F4", "i", "i", "i", "i", "F4"), "void", (0, (0, 5))),
+    "_avg_bwd": (("F4", "i", "i", "i", "i", "F4"), "void", (5, (0, 5))),
+    "_relu": (("F1", "F1"), "void", (0, (0, 1))),
+    "_relu_backward": (("F1", "F1", "F1"), "void", (0, (0, 1, 2))),
+    "_adam": (("F1", "F1", "F1", "F1", "f", "f", "f", "f"), "void", (0, (0, 1, 2, 3))),
 }
+#: calls whose batch argument is smaller than this run whole (handing a piece to a thread costs ~20 us)
+MIN_SPLIT_BYTES = 128 * 1024
 
 #: numba type code of each float dtype the kernels are built for
 FLOAT_CODES = {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8"}
@@ -86,24 +98,25 @@ def _type(kind: str, code: str | None) -> str:
 
 def signature(kernel: str, code: str | None) -> str:
     """pycc signature of one build, e.g. ``void(f4[:, ::1], i8)``."""
-    kinds, result = KERNELS[kernel]
+    kinds, result, _ = KERNELS[kernel]
     return f"{_type(result, code)}({', '.join(_type(k, code) for k in kinds)})"
 
 
 def builds() -> list[tuple[str, str | None]]:
     """Every (kernel, float code or None) the extension module holds."""
     out = []
-    for kernel, (kinds, _) in KERNELS.items():
+    for kernel, (kinds, _, _) in KERNELS.items():
         codes = list(FLOAT_CODES.values()) if has_floats(kinds) else [None]
         out += [(kernel, code) for code in codes]
     return out
 
 
 class CheckedKernel:
-    """One kernel of the built module: checks its arguments, then calls the build for their dtype."""
+    """One kernel of the built module: checks its arguments, then calls the build for their dtype,
+    cut into pieces over ``threads()`` threads where the table allows (the builds release the GIL)."""
 
-    def __init__(self, name: str, kinds: tuple[str, ...], by_dtype: dict):
-        self.name, self.kinds, self.by_dtype = name, kinds, by_dtype
+    def __init__(self, name: str, kinds: tuple[str, ...], split, by_dtype: dict, threads):
+        self.name, self.kinds, self.split, self.by_dtype, self.threads = name, kinds, split, by_dtype, threads
 
     def __call__(self, *args):
         if len(args) != len(self.kinds):
@@ -125,22 +138,48 @@ class CheckedKernel:
         fn = self.by_dtype.get(dtype)
         if fn is None:
             raise TypeError(f"{self.name}: not built for dtype {dtype} (built: float32, float64)")
-        return fn(*args)
+        pieces = self._pieces(args)
+        if len(pieces) == 1:
+            return fn(*args)
+        workers.run([lambda piece=piece: fn(*piece) for piece in pieces])
+        return None
+
+    def _pieces(self, args) -> list[tuple]:
+        """The calls to make: ``args`` itself, or one call per contiguous block of the batch."""
+        if self.split is None:
+            return [args]
+        batch_arg, cut = self.split
+        batch = args[batch_arg].shape[0]
+        threads = min(self.threads(), batch)
+        if threads < 2 or args[batch_arg].nbytes < MIN_SPLIT_BYTES:
+            return [args]
+        rows = {}
+        for i in cut:
+            if args[i].shape[0] % batch:
+                raise TypeError(f"{self.name}: argument {i} has {args[i].shape[0]} rows, "
+                                f"not a multiple of the batch ({batch})")
+            rows[i] = args[i].shape[0] // batch
+        bounds = [batch * t // threads for t in range(threads + 1)]
+        return [tuple(arg[lo * rows[i] : hi * rows[i]] if i in rows else arg for i, arg in enumerate(args))
+                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 class CompiledKernels:
-    """The namespace ``NumbaHost`` calls: one ``CheckedKernel`` per entry of ``KERNELS``."""
+    """The namespace ``NumbaHost`` calls: one ``CheckedKernel`` per entry of ``KERNELS``.
 
-    def __init__(self, module, info: dict):
+    ``threads``: returns how many threads a call may be cut over.
+    """
+
+    def __init__(self, module, info: dict, threads):
         self.info = info
         self.wide = bool(info["wide"])
-        for kernel, (kinds, _) in KERNELS.items():
+        for kernel, (kinds, _, split) in KERNELS.items():
             if has_floats(kinds):
                 by_dtype = {dtype: getattr(module, export_name(kernel, code))
                             for dtype, code in FLOAT_CODES.items()}
             else:
                 by_dtype = {None: getattr(module, export_name(kernel, None))}
-            setattr(self, kernel, CheckedKernel(kernel, kinds, by_dtype))
+            setattr(self, kernel, CheckedKernel(kernel, kinds, split, by_dtype, threads))
 
 
 def _cpu_flags() -> set[str] | None:
@@ -176,8 +215,11 @@ def source_digest() -> str:
     return digest.hexdigest()
 
 
-def load() -> CompiledKernels:
-    """Import the built module for this CPU; ImportError saying how to build it if it is missing."""
+def load(threads) -> CompiledKernels:
+    """Import the built module for this CPU; ImportError saying how to build it if it is missing.
+
+    ``threads``: returns the thread count calls are cut over (read at every call).
+    """
     if not BUILD_INFO.exists():
         raise ImportError(f"the numba-aot backend is not built; build it with `{BUILD_COMMAND}` "
                           "(or `make aot`; needs a C compiler)")
@@ -189,7 +231,7 @@ def load() -> CompiledKernels:
         module = importlib.import_module(f"{__package__}.{MODULE}")
     except (ImportError, ValueError, KeyError, AttributeError) as exc:
         raise ImportError(f"cannot load the numba-aot kernels ({exc}); rebuild: {BUILD_COMMAND}") from exc
-    return CompiledKernels(module, info)
+    return CompiledKernels(module, info, threads)
 
 
 def module_paths() -> list[Path]:

@@ -8,11 +8,13 @@ Every (kernel, dtype) of ``fastcnn.kernels.aot.KERNELS`` is compiled by numba's
 ``target_cpu="host"`` (pycc's default, generic x86-64, has no AVX). The module
 is compiled in a temporary directory and moved into the package only when the
 build succeeded; the build-info file, written last, is what marks it usable.
+The exports release the GIL, so ``aot`` can cut each call over several threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -22,6 +24,31 @@ import warnings
 from pathlib import Path
 
 from . import aot
+
+
+@contextlib.contextmanager
+def _releasing_the_gil():
+    """Compile the exports' Python wrappers as ``@njit(nogil=True)`` would: release the GIL.
+
+    pycc has no option for it; its compiler builds each export with a fresh
+    ``Flags()``, so for the duration of the build that class is swapped for one
+    with ``release_gil`` set. Then ``aot.CheckedKernel`` can run pieces of a call
+    on several threads. The kernels touch no Python object.
+    """
+    from numba.pycc import compiler
+
+    plain = compiler.Flags
+
+    class ReleaseGil(plain):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    compiler.Flags = ReleaseGil
+    try:
+        yield
+    finally:
+        compiler.Flags = plain
 
 
 def build(verbose: bool = False) -> dict:
@@ -44,7 +71,7 @@ def build(verbose: bool = False) -> dict:
         for kernel, code in aot.builds():
             function = getattr(numba_kernels, kernel).py_func
             cc.export(aot.export_name(kernel, code), aot.signature(kernel, code))(function)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _releasing_the_gil():
             warnings.simplefilter("ignore")
             cc.compile()
         (built,) = Path(tmp).glob(f"{aot.MODULE}.*")

@@ -3,7 +3,7 @@
 On the numba backend BLAS runs single-threaded (see ``fastcnn.parallel``), which
 left the dense layers' matmuls on one core. Here the rows of the product are cut
 (or the columns) into ``BLOCKS`` pieces, each its own BLAS call writing into its
-slice of the output, and the pieces run on a small thread pool (NumPy releases
+slice of the output, and the pieces run on ``workers``' thread pool (NumPy releases
 the GIL inside BLAS). The cut depends only on the shapes, never on the thread
 count, so every output element comes from the same BLAS call with 1 thread or
 with 8: results are bit-identical across thread counts.
@@ -11,39 +11,15 @@ with 8: results are bit-identical across thread counts.
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
+
+from . import workers
 
 #: pieces per product (fixed: 4 pieces measured slower than 2 on 2 cores, because
 #: every piece packs its own copy of the operand that is not cut)
 BLOCKS = 2
 #: products below this many flops run as one call (handing work to a thread costs ~20 us)
 MIN_FLOPS = 8_000_000
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    """One shared pool of ``BLOCKS - 1`` workers; the caller runs a piece itself."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=BLOCKS - 1, thread_name_prefix="fastcnn-mm")
-        return _pool
-
-
-def _forget_pool_in_child() -> None:
-    """A forked child has none of the parent's worker threads: start a new pool there."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def plan(m: int, k: int, n: int) -> tuple[str, list[tuple[int, int]]]:
@@ -79,8 +55,5 @@ def matmul(a: np.ndarray, b: np.ndarray, threads: int, out: np.ndarray | None = 
         for block in blocks:
             piece(block)
         return out
-    futures = [_executor().submit(piece, block) for block in blocks[1:]]
-    piece(blocks[0])
-    for future in futures:
-        future.result()
+    workers.run([lambda block=block: piece(block) for block in blocks])
     return out

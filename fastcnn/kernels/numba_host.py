@@ -30,6 +30,12 @@ def _output(out, shape, dtype) -> np.ndarray:
     return np.empty(shape, dtype) if out is None else out
 
 
+def _unused_g_x(x) -> np.ndarray:
+    """The ``g_x`` argument of a backward kernel told not to write it: one value per image,
+    so a call cut along the batch (numba-aot) cuts it like the real one."""
+    return np.empty((x.shape[0], 1, 1, 1), x.dtype)
+
+
 def _elementwise_out(out, like: np.ndarray) -> np.ndarray:
     """A new array like ``like``, or ``out`` once checked: a flat view of it must write through."""
     if out is None:
@@ -92,7 +98,7 @@ class NumbaHost:
         ntap5 = -(-ntap // 5) * 5
         wtap = np.zeros((ycp, ntap5), x.dtype)
         wtap[:yc, :ntap] = k.reshape(ntap, yc).T
-        g_x = _output(out, x.shape, x.dtype) if input_grad else np.empty((1, 1, 1, 1), x.dtype)
+        g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
         gk_part = np.empty((mb, ntap5, ycp), x.dtype)
         gb_part = np.empty((mb, yc), x.dtype)
         self.k._conv_bwd_c1(g_y, x, wtap, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad)
@@ -127,7 +133,7 @@ class NumbaHost:
             return self._backward_c1(g_y, x, k, geo, input_grad, out)
         mb = x.shape[0]
         kh, kw, xc, yc = k.shape
-        g_x = _output(out, x.shape, x.dtype) if input_grad else np.empty((1, 1, 1, 1), x.dtype)
+        g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
         gk_part = np.empty((mb, xc * kh * kw, yc), x.dtype)
         gb_part = np.empty((mb, yc), x.dtype)
         # flipped kernel in tap order (co, ky, kx): [yc*kh*kw, xc]
