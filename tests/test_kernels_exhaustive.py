@@ -18,6 +18,8 @@ from fastcnn import kernels as K
 
 BACKEND_PARAMS = [
     "numba",
+    pytest.param("numba-aot", marks=pytest.mark.skipif(not K.backend_available("numba-aot"),
+                                                       reason="numba-aot not built (make aot)")),
     "numpy",
     pytest.param("better", marks=pytest.mark.slow),
     pytest.param("adhoc", marks=pytest.mark.slow),
