@@ -169,27 +169,38 @@ def test_build_for_another_cpu_refuses_to_load(tmp_path, monkeypatch):
         aot.load(lambda: 1)
 
 
+_TINY_MODEL = """
+import os, sys
+import numpy as np
+from fastcnn import CnnModel
+from fastcnn.datasets.base import ArrayDataset
+xs = np.random.default_rng(0).random((40, 10, 10, 1), dtype=np.float32)
+ys = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
+ds = ArrayDataset("tiny", xs, ys, "select", ["a", "b", "c"])
+model = CnnModel("tiny", ds, None, [["conv", {"ksize": 3, "chn": 4}], ["max", {"stride": 2}], 8],
+                 backend="numba-aot", seed=1)
+"""
+
+
+def _run_tiny_model(then: str) -> str:
+    """Build a tiny numba-aot model in a fresh interpreter, run ``then``; its last line of output."""
+    code = _TINY_MODEL + textwrap.dedent(then)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         timeout=120)
+    return out.stdout.strip().splitlines()[-1]
+
+
 @needs_build
 def test_a_process_on_numba_aot_never_imports_numba_or_llvm():
-    child = textwrap.dedent(
+    last = _run_tiny_model(
         """
-        import sys
-        import numpy as np
-        from fastcnn import CnnModel
-        from fastcnn.datasets.base import ArrayDataset
-        xs = np.random.default_rng(0).random((40, 10, 10, 1), dtype=np.float32)
-        ys = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
-        ds = ArrayDataset("tiny", xs, ys, "select", ["a", "b", "c"])
-        model = CnnModel("tiny", ds, None, [["conv", {"ksize": 3, "chn": 4}], ["max", {"stride": 2}], 8],
-                         backend="numba-aot", seed=1)
         loss, _, grads = model.compute_step(xs[:20], ys[:20])
         model.optimizer.update(model.params, grads)
         assert np.isfinite(loss)
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("numba", "llvmlite")))
         """
     )
-    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert last == "[]"
 
 
 def test_an_unbuilt_backend_is_a_clear_error_not_a_crash(tmp_path, monkeypatch, capsys):
@@ -214,16 +225,8 @@ def test_an_unbuilt_backend_is_a_clear_error_not_a_crash(tmp_path, monkeypatch, 
 @needs_build
 def test_a_process_on_numba_aot_can_fork_and_keep_training():
     """No OpenMP runtime in the process: unlike the JIT backend's, a forked child trains on."""
-    child = textwrap.dedent(
+    last = _run_tiny_model(
         """
-        import os
-        import numpy as np
-        from fastcnn import CnnModel
-        from fastcnn.datasets.base import ArrayDataset
-        xs = np.random.default_rng(0).random((40, 10, 10, 1), dtype=np.float32)
-        ys = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
-        ds = ArrayDataset("tiny", xs, ys, "select", ["a", "b", "c"])
-        model = CnnModel("tiny", ds, None, [["conv", {"ksize": 3, "chn": 4}], 8], backend="numba-aot", seed=1)
         model.compute_step(xs[:20], ys[:20])
         pid = os.fork()
         if pid == 0:
@@ -233,9 +236,7 @@ def test_a_process_on_numba_aot_can_fork_and_keep_training():
         print(os.waitstatus_to_exitcode(status))
         """
     )
-    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, cwd=ROOT,
-                         timeout=120)
-    assert out.stdout.strip().splitlines()[-1] == "0"
+    assert last == "0"
 
 
 @needs_build

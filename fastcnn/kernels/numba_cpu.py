@@ -16,15 +16,4 @@ num_threads = numba_kernels.num_threads
 
 _HOST = NumbaHost(numba_kernels, wide=numba_kernels._WIDE, threads=num_threads)
 
-conv2d_forward = _HOST.conv2d_forward
-conv2d_backward = _HOST.conv2d_backward
-max_pool_forward = _HOST.max_pool_forward
-max_pool_backward = _HOST.max_pool_backward
-avg_pool_forward = _HOST.avg_pool_forward
-avg_pool_backward = _HOST.avg_pool_backward
-ext_regions = _HOST.ext_regions
-undo_ext_regions = _HOST.undo_ext_regions
-relu_forward = _HOST.relu_forward
-relu_backward = _HOST.relu_backward
-adam_update = _HOST.adam_update
-matmul = _HOST.matmul
+globals().update(_HOST.contract())  # conv2d_forward, ..., matmul: the kernel contract

@@ -63,6 +63,13 @@ class NumbaHost:
         # one-input-channel backward: channels padded for 5-wide g_x and 3- (or 2-) wide g_k blocks
         self.c1_chn = 15 if self.wide else 10
 
+    def contract(self) -> dict:
+        """{name: bound method} for every function of the kernel contract
+        (``fastcnn.kernels.BACKEND_FUNCTIONS``): a backend module's public names."""
+        from . import BACKEND_FUNCTIONS
+
+        return {name: getattr(self, name) for name in BACKEND_FUNCTIONS}
+
     # ----------------------------------------------------------------------
     # convolution
     # ----------------------------------------------------------------------
