@@ -47,21 +47,37 @@ def _mean_acc(accs: list):
 
 
 @contextlib.contextmanager
-def _hold_interrupt():
-    """Delay Ctrl-C until the block ends, so an optimizer step is never half done."""
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+def hold_interrupt():
+    """Delay SIGINT until the block ends, so an optimizer step is never half done.
+
+    Whatever handler was installed (Python's default, which raises
+    KeyboardInterrupt; a notebook kernel's; SIG_IGN) then gets the signal, once,
+    as if it had arrived just after the block. Only the main thread receives
+    signals in Python, so elsewhere (and under a handler set from C, which
+    Python cannot restore) the block runs as is.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous)  # runs a signal still pending first, into caught
     if caught:
-        raise KeyboardInterrupt
+        _deliver(previous, *caught[0])
+
+
+def _deliver(handler, signum, frame) -> None:
+    """Hand a held signal to the handler it was meant for."""
+    if handler is signal.SIG_IGN:
+        return
+    if handler is signal.SIG_DFL:  # the default action (for SIGINT: end the process)
+        signal.raise_signal(signum)
+        return
+    handler(signum, frame)
 
 
 def _check_args(epoch_count, batch_size, learning_rate, report):
@@ -118,7 +134,7 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
                         "not normalized (e.g. raw 0..255 pixels): lower learning_rate or scale the inputs "
                         "to 0..1."
                     )
-                with _hold_interrupt():
+                with hold_interrupt():
                     model.optimizer.update(model.params, grads)
                 done = n + 1
                 costs.append(cost)

@@ -184,32 +184,95 @@ def test_keyboard_interrupt_keeps_last_completed_step(capsys):
     assert 0.0 <= model.test() <= 1.0
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_during_an_update_waits_for_the_update(capsys):
-    class SignalMidUpdate(SGD):
-        """Plain SGD that delivers a real SIGINT during update 3, between two arrays.
+@pytest.fixture
+def sigint_handler():
+    """Install a SIGINT handler for one test (``install(h)``), then restore the one before it,
+    so no test depends on what an earlier test or the host left installed."""
+    before = signal.getsignal(signal.SIGINT)
 
-        Sent to the main thread itself: a signal sent to the process may land on
-        one of numba's or BLAS's worker threads and reach Python a few steps later.
-        """
+    def install(handler):
+        signal.signal(signal.SIGINT, handler)
+        return handler
 
-        calls = 0
+    yield install
+    signal.signal(signal.SIGINT, before)
 
-        def update(self, params, grads):
-            self.calls += 1
-            for i, key in enumerate(grads):
-                params[key] -= self.lr * grads[key]
-                if self.calls == 3 and i == 0:
-                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
+class SignalMidUpdate(SGD):
+    """Plain SGD that delivers a real SIGINT during update 3, between two arrays.
+
+    Sent to the main thread itself (a signal sent to the process may land on one
+    of numba's or BLAS's worker threads): ``signal.pthread_kill`` then runs the
+    Python-level handler before it returns, so where the signal lands is fixed.
+    """
+
+    calls = 0
+
+    def update(self, params, grads):
+        self.calls += 1
+        for i, key in enumerate(grads):
+            params[key] -= self.lr * grads[key]
+            if self.calls == 3 and i == 0:
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
+def _three_updates():
+    """Parameters after exactly updates 1..3 of ``_pair`` at batch 8, lr 0.01."""
+    reference = _pair(stop_at(SGD, 4))
+    reference.train(3, 8, 0.01, progress=False)
+    return reference.params
+
+
+posix_signals = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@posix_signals
+def test_ctrl_c_during_an_update_waits_for_the_update(capsys, sigint_handler):
+    sigint_handler(signal.default_int_handler)
     model = _pair(SignalMidUpdate())
     history = model.train(3, 8, 0.01, progress=False)
     assert history.interrupted and history.epochs == []
     assert "interrupted at epoch 1 (batch 2/4)" in capsys.readouterr().out
-    reference = _pair(stop_at(SGD, 4))  # updates 1..3 applied
-    reference.train(3, 8, 0.01, progress=False)
-    for key in reference.params:
-        np.testing.assert_allclose(model.params[key], reference.params[key], rtol=1e-6)
+    reference = _three_updates()
+    for key in reference:
+        np.testing.assert_allclose(model.params[key], reference[key], rtol=1e-6)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@posix_signals
+def test_a_hosts_own_sigint_handler_gets_the_signal_after_the_update(sigint_handler):
+    """A notebook kernel installs its own SIGINT handler: it still never sees half an update,
+    and it gets the signal exactly once, right after update 3."""
+    seen = []
+    model = _pair(SignalMidUpdate())
+    own = sigint_handler(lambda signum, frame: seen.append({k: v.copy() for k, v in model.params.items()}))
+    history = model.train(1, 8, 0.01, progress=False)  # the handler does not raise: training goes on
+    assert not history.interrupted and history.epochs == [1]
+    assert len(seen) == 1
+    reference = _three_updates()
+    for key in reference:
+        np.testing.assert_allclose(seen[0][key], reference[key], rtol=1e-6)
+    assert signal.getsignal(signal.SIGINT) is own
+
+
+@posix_signals
+def test_an_ignored_sigint_stays_ignored(sigint_handler):
+    sigint_handler(signal.SIG_IGN)
+    history = _pair(SignalMidUpdate()).train(1, 8, 0.01, progress=False)
+    assert not history.interrupted and history.epochs == [1]
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_updates_outside_the_main_thread_run_unheld(sigint_handler):
+    """Python delivers signals to the main thread only: training in another thread neither
+    touches the handler nor fails."""
+    sigint_handler(signal.default_int_handler)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(_pair(SGD()).train(1, 8, 0.01, progress=False)))
+    worker.start()
+    worker.join()
+    assert results and results[0].epochs == [1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_visualize_draws_kernels_and_feature_maps(tmp_path, monkeypatch, capsys):
