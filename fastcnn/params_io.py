@@ -1,4 +1,4 @@
-"""Saving and loading model parameters as ``.npz`` (no pickle), atomically.
+"""Saving and loading model parameters as ``.npz`` (no pickle), atomically (``fastcnn.atomic``).
 
 Arrays are stored as ``layer03_conv/k``; ``__meta__`` holds a JSON string (a
 0-d unicode array) describing the architecture: every layer's key, type and
@@ -7,14 +7,13 @@ parameter shapes, checked on load before anything is overwritten.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write, named_error
 
 META_KEY = "__meta__"
 FORMAT = "fastcnn-params"
@@ -38,31 +37,19 @@ def architecture(model) -> dict:
 
 
 def save_params(model, path) -> Path:
-    """Write ``model``'s parameters to ``path`` via a temp file + fsync + ``os.replace``."""
+    """Write ``model``'s parameters to ``path`` atomically (see ``fastcnn.atomic``).
+
+    On any OSError (a full disk, no permission) the previous file at ``path``
+    stays whole, no temp file is left, and the error (same errno) names ``path``.
+    Temp files of earlier saves of ``path`` killed mid-write are removed.
+    """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
     arrays = {key: np.asarray(a) for key, a in model.params.items()}
     arrays[META_KEY] = np.array(json.dumps(architecture(model)))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        return atomic_write(path, lambda f: np.savez(f, **arrays))
+    except OSError as exc:
+        raise named_error(exc, f"cannot save parameters to {path}") from exc
 
 
 def _read(path: Path) -> tuple[dict, dict]:
@@ -71,7 +58,7 @@ def _read(path: Path) -> tuple[dict, dict]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError) as exc:
         raise ValueError(f"{path} is not a readable fastcnn params file (.npz): {exc}") from None
     if not isinstance(arrays, dict) or META_KEY not in arrays:
         raise ValueError(f"{path} is not a fastcnn params file: it has no {META_KEY!r} entry")

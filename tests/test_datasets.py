@@ -264,7 +264,7 @@ def test_flowers_corrupt_cache_is_rebuilt(tmp_path):
     root = make_flowers(tmp_path / "flowers")
     path = FlowersDataset(root, resolution=8).cache_path
     path.write_bytes(b"not an npz")
-    with pytest.warns(UserWarning, match="unreadable image cache"):
+    with pytest.warns(UserWarning, match=r"image cache .*flowers-8x8-.*\.npz is damaged"):
         ds = FlowersDataset(root, resolution=8)
     assert ds.tr_xs.shape[1:] == (8, 8, 3)
 
@@ -279,19 +279,28 @@ def test_flowers_empty_folder(tmp_path):
         FlowersDataset(tmp_path)
 
 
-def test_flowers_class_without_images(tmp_path):
+def test_flowers_class_without_images_is_kept_and_reported(tmp_path):
     root = make_flowers(tmp_path / "flowers")
     (root / "sunflower").mkdir()
     (root / "sunflower" / "notes.txt").write_text("no images here")
-    with pytest.raises(ValueError, match=r"sunflower holds no images"):
-        FlowersDataset(root, use_cache=False)
+    with pytest.warns(UserWarning, match=r"1 empty class folders .*: sunflower"):
+        ds = FlowersDataset(root, use_cache=False)
+    assert ds.target_names == ["daisy", "rose", "sunflower", "tulip"]
+    counts = np.concatenate([ds.tr_ys, ds.va_ys, ds.te_ys]).sum(axis=0)
+    assert counts.tolist() == [3, 2, 0, 4]
+    assert ds.load_report.empty_folders == ["sunflower"]
+    assert ds.load_report.ignored == ["sunflower/notes.txt"]
 
 
-def test_flowers_unreadable_image(tmp_path):
+def test_flowers_unreadable_image_is_skipped(tmp_path):
     root = make_flowers(tmp_path / "flowers")
     (root / "rose" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    with pytest.raises(ValueError, match=r"cannot read image .*rose.broken\.jpg"):
-        FlowersDataset(root)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable files: rose/broken\.jpg"):
+        ds = FlowersDataset(root)
+    assert list(ds.load_report.unreadable) == ["rose/broken.jpg"]
+    assert "cannot identify image file" in ds.load_report.unreadable["rose/broken.jpg"]
+    counts = np.concatenate([ds.tr_ys, ds.va_ys, ds.te_ys]).sum(axis=0)
+    assert counts.tolist() == list(FLOWERS.values())
 
 
 def test_flowers_cache_survives_unreadable_files(tmp_path):
@@ -304,7 +313,7 @@ def test_flowers_cache_survives_unreadable_files(tmp_path):
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     second = FlowersDataset(root, resolution=8)
     np.testing.assert_array_equal(first.tr_xs, second.tr_xs)
-    with pytest.raises(ValueError, match="cannot read image"):
+    with pytest.raises(ValueError, match=r"flowers holds no readable images .*skipped 9 unreadable files"):
         FlowersDataset(root, resolution=8, use_cache=False)
 
 

@@ -16,6 +16,12 @@ class FlowersDataset(ArrayDataset):
     Every visible subfolder of ``path`` is a class (sorted by name). Pixels
     are 0..1 unless ``normalize=False`` (the seed's raw 0..255). Decoded
     pixels are cached (see ``fastcnn.datasets.images``).
+
+    Unreadable image files are skipped, non-image files ignored, non-RGB
+    images converted; ``load_report`` lists them and one warning sums them
+    up. A class folder with no readable image stays a class (no samples), so
+    label indices depend only on the folder names. If nothing at all is
+    readable, a ValueError names the folder.
     """
 
     def __init__(self, path, resolution=(96, 96), *, normalize: bool = True, cache_dir=None,
@@ -24,17 +30,13 @@ class FlowersDataset(ArrayDataset):
         classes = images.subfolders(root)
         if not classes:
             raise ValueError(f"dataset folder {root} holds no class folders; expected layout: {LAYOUT}")
-        files, labels = [], []
-        for index, folder in enumerate(classes):
-            found = images.image_files(folder)
-            files += found
-            labels += [index] * len(found)
-        pixels, self.cache_path = images.load_images(
-            root, files, resolution, "flowers", cache_dir=cache_dir, use_cache=use_cache
-        )
-        ys = np.eye(len(classes), dtype=np.float32)[labels]
+        loaded = images.load_folders(root, classes, resolution, "flowers", cache_dir=cache_dir,
+                                     use_cache=use_cache)
+        ys = np.eye(len(classes), dtype=np.float32)[loaded.owner]
         names = [c.name for c in classes]
-        super().__init__("flowers", images.to_inputs(pixels, normalize), ys, "select", names,
+        super().__init__("flowers", images.to_inputs(loaded.pixels, normalize), ys, "select", names,
                          split=split, seed=seed)
         self.path = root
-        self.files = files
+        self.files = loaded.files
+        self.cache_path = loaded.cache_path
+        self.load_report = loaded.report

@@ -16,6 +16,11 @@ class Office31Dataset(ArrayDataset):
     Domains are the visible subfolders of ``path`` (sorted), each holding an
     ``images`` folder of class folders; objects are the union of class names
     over all domains (sorted). ``target_names = (domains, objects)``.
+
+    Messy folders load like ``FlowersDataset``: unreadable files skipped,
+    non-images ignored, non-RGB converted, all listed in ``load_report`` and
+    one warning. An empty class folder keeps its object class (and a domain
+    its index), so labels depend only on the folder names.
     """
 
     def __init__(self, path, resolution=(96, 96), *, normalize: bool = True, cache_dir=None,
@@ -37,20 +42,20 @@ class Office31Dataset(ArrayDataset):
             class_dirs[domain.name] = found
         domains = [d.name for d in domain_dirs]
         objects = sorted({c.name for found in class_dirs.values() for c in found})
-        files, dom_idx, obj_idx = [], [], []
+        folders, dom_idx, obj_idx = [], [], []
         for d, domain in enumerate(domains):
             for folder in class_dirs[domain]:
-                found = images.image_files(folder)
-                files += found
-                dom_idx += [d] * len(found)
-                obj_idx += [objects.index(folder.name)] * len(found)
-        pixels, self.cache_path = images.load_images(
-            root, files, resolution, "office31", cache_dir=cache_dir, use_cache=use_cache
-        )
-        one_hot_domain = np.eye(len(domains), dtype=np.float32)[dom_idx]
-        one_hot_object = np.eye(len(objects), dtype=np.float32)[obj_idx]
+                folders.append(folder)
+                dom_idx.append(d)
+                obj_idx.append(objects.index(folder.name))
+        loaded = images.load_folders(root, folders, resolution, "office31", cache_dir=cache_dir,
+                                     use_cache=use_cache)
+        one_hot_domain = np.eye(len(domains), dtype=np.float32)[np.take(dom_idx, loaded.owner)]
+        one_hot_object = np.eye(len(objects), dtype=np.float32)[np.take(obj_idx, loaded.owner)]
         ys = np.concatenate([one_hot_domain, one_hot_object], axis=1)
-        super().__init__("office31", images.to_inputs(pixels, normalize), ys, "dual_select",
+        super().__init__("office31", images.to_inputs(loaded.pixels, normalize), ys, "dual_select",
                          (domains, objects), split=split, seed=seed)
         self.path = root
-        self.files = files
+        self.files = loaded.files
+        self.cache_path = loaded.cache_path
+        self.load_report = loaded.report
