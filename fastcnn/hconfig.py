@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .checks import is_int
+
 #: layer type -> the keys it accepts (``actfunc`` is accepted everywhere)
 LAYER_KEYS: dict[str, tuple[str, ...]] = {
     "full": ("width", "actfunc"),
@@ -54,7 +56,7 @@ def normalize_hconfigs(hconfigs) -> list:
     if isinstance(hconfigs, tuple):
         hconfigs = list(hconfigs)
     if not isinstance(hconfigs, list):
-        if _is_int(hconfigs):
+        if is_int(hconfigs):
             return [hconfigs]
         raise TypeError(f"hconfigs must be a list of layer configs, got {type(hconfigs).__name__}")
     if hconfigs and isinstance(hconfigs[0], str):
@@ -69,7 +71,7 @@ def parse_hconfigs(hconfigs) -> list[LayerSpec]:
 
 def parse_one(index: int, hconfig) -> LayerSpec:
     """Validate one hconfig: ``int`` width or ``[type, {settings}]``."""
-    if _is_int(hconfig):
+    if is_int(hconfig):
         spec = LayerSpec(index, "full", {"width": int(hconfig)})
         _check_settings(spec)
         return spec
@@ -132,20 +134,16 @@ CHECKS = {"full": _check_full, "conv": _check_conv, "max": _check_pool, "avg": _
 # -- typed getters, shared with the layers ----------------------------------
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def positive_int(spec: LayerSpec, key: str, default=None) -> int:
     """``settings[key]`` as a positive int (``default`` when absent)."""
     value = spec.settings.get(key, default)
     if value is None:
         raise spec.error(key, "missing; it must be a positive int")
-    if not _is_int(value):
+    if not is_int(value):
         raise spec.error(key, f"must be a positive int, got {value!r}", TypeError)
     if value <= 0:
         raise spec.error(key, f"must be positive, got {value}")
-    return value
+    return int(value)
 
 
 def pair(spec: LayerSpec, key: str, default=None) -> tuple[int, int]:
@@ -154,11 +152,11 @@ def pair(spec: LayerSpec, key: str, default=None) -> tuple[int, int]:
     if value is None:
         raise spec.error(key, "missing; it must be a positive int or an [h, w] pair")
     items = list(value) if isinstance(value, (list, tuple)) else [value, value]
-    if len(items) != 2 or not all(_is_int(v) for v in items):
+    if len(items) != 2 or not all(is_int(v) for v in items):
         raise spec.error(key, f"must be a positive int or an [h, w] pair of ints, got {value!r}", TypeError)
     if min(items) <= 0:
         raise spec.error(key, f"must be positive, got {value!r}")
-    return items[0], items[1]
+    return int(items[0]), int(items[1])
 
 
 def padding(spec: LayerSpec, default: str):
@@ -169,8 +167,8 @@ def padding(spec: LayerSpec, default: str):
             raise spec.error("padding", f"must be 'same', 'valid', an int or [h, w], got {value!r}")
         return value.lower()
     items = list(value) if isinstance(value, (list, tuple)) else [value, value]
-    if len(items) != 2 or not all(_is_int(v) for v in items):
+    if len(items) != 2 or not all(is_int(v) for v in items):
         raise spec.error("padding", f"must be 'same', 'valid', an int or [h, w], got {value!r}", TypeError)
     if min(items) < 0:
         raise spec.error("padding", f"must be non-negative, got {value!r}")
-    return tuple(items)
+    return tuple(int(v) for v in items)

@@ -245,18 +245,16 @@ class CnnModel:
         return history, acc
 
     def visualize(self, num: int = 3) -> list[Path]:
-        """Print estimates for ``num`` validation samples; with ``show_maps`` draw kernels
-        and feature maps. Returns the plot files written."""
+        """Print estimates for ``num`` validation samples (one ``fastcnn.report`` line each,
+        for every dataset and mode); with ``show_maps`` draw kernels and feature maps.
+        Returns the plot files written."""
         rep.visualize_header(self.name)
         xs, ys = self.dataset.get_validate_data(num)
         maps = [] if self.show_maps else None
         output, _ = self.forward(xs, maps)
         est = self.mode.estimate(output)
         written = self._draw_maps(maps) if self.show_maps else []
-        if callable(getattr(self.dataset, "visualize", None)):
-            self.dataset.visualize(xs, est, ys)
-        else:
-            rep.print_samples(self.mode, est, ys, getattr(self.dataset, "target_names", None))
+        rep.print_samples(self.mode, est, ys, getattr(self.dataset, "target_names", None))
         return written
 
     load_visualize = visualize

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .mathutil import sigmoid
+
 EPS = 1e-7
 
 
@@ -19,10 +21,6 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 def softmax(x: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(x))
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * x))
 
 
 class Mode:

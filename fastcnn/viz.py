@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .datasets.base import describe
+from .report import describe
 
 #: how many slices / samples / filters the drawings show at most
 KERNEL_SLICES = 5
@@ -225,7 +225,7 @@ def draw_samples(xs, estimates, answers, target_names, path, mode=None, samples:
     rows = math.ceil(count / cols)
     fig, axes = _figure(rows, cols, cell=1.6)
     for i in range(count):
-        _, est, ans, mark = describe(mode, target_names, estimates[i], answers[i])
+        _, est, ans, mark = describe(mode, estimates[i], answers[i], target_names)
         ok = "X" not in mark and not mark.startswith("error")
         _show(axes.ravel()[i], xs[i], f"{est} : {ans}", color="green" if ok else "red")
     return _save(fig, path)

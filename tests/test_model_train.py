@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from model_helpers import digits_dataset, tiny_dataset
 
-from fastcnn import CnnModel, TrainingDiverged
+from fastcnn import CnnModel, TrainingDiverged, report
 from fastcnn.datasets.base import ArrayDataset
 from fastcnn.optim import SGD, Adam
 from fastcnn.zoo import DEMO_TRAIN, get_preset
@@ -35,9 +35,7 @@ def test_digits_demo_reaches_97_percent(capsys):
 
 
 def test_report_lines_match_the_seed_format(capsys):
-    ds = tiny_dataset(n=40)
-    ds.visualize = None  # no dataset printer: the model prints the sample lines itself
-    model = CnnModel("tiny", ds, None, SMALL, backend="numpy", seed=0)
+    model = CnnModel("tiny", tiny_dataset(n=40), None, SMALL, backend="numpy", seed=0)
     history, acc = model.exec_all(epoch_count=4, batch_size=8, learning_rate=0.01, report=2, show_cnt=2)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Model tiny train started:"
@@ -49,7 +47,8 @@ def test_report_lines_match_the_seed_format(capsys):
     assert lines[5] == ""
     assert lines[6] == "Model tiny Visualization"
     for line in lines[7:9]:
-        assert re.fullmatch(r"estimate \[( ?\s?\d+,)*( ?\s?\d+)\] => estimate c\d : answer c\d => [OX]", line)
+        pattern = r"estimated distribution \[( ?\s?\d+,)*( ?\s?\d+)\] => estimate c\d : answer c\d => [OX]"
+        assert re.fullmatch(pattern, line)
     assert len(lines) == 9
 
 
@@ -67,9 +66,7 @@ def test_dual_select_accuracy_prints_as_a_pair(capsys):
 
 @pytest.mark.parametrize("mode", ["binary", "regression"])
 def test_other_modes_train(mode, capsys):
-    ds = tiny_dataset(n=40, mode=mode)
-    ds.visualize = None
-    model = CnnModel(mode, ds, None, SMALL, backend="numpy", seed=0)
+    model = CnnModel(mode, tiny_dataset(n=40, mode=mode), None, SMALL, backend="numpy", seed=0)
     history, acc = model.exec_all(epoch_count=6, batch_size=8, learning_rate=0.01, show_cnt=2)
     assert history.costs[-1] < history.costs[0]
     assert isinstance(acc, float)
@@ -304,19 +301,25 @@ def test_visualize_draws_kernels_and_feature_maps(tmp_path, monkeypatch, capsys)
     assert out.startswith("Model maps Visualization\n")
 
 
-def test_visualize_uses_the_dataset_printer(capsys):
-    class Printer(ArrayDataset):
+@pytest.mark.parametrize("mode", ["select", "binary", "regression", "dual_select"])
+def test_visualize_prints_through_the_report(mode, monkeypatch, capsys):
+    # ArrayDataset once printed its own lines (and the seed's datasets had a visualize()):
+    # now every dataset and mode prints fastcnn.report's lines, and a dataset's visualize() is unused
+    class SeedStyle(ArrayDataset):
         def visualize(self, xs, estimates, answers):
-            self.seen = (xs.shape, estimates.shape, answers.shape, estimates.sum(axis=1))
+            raise AssertionError("datasets do not print")
 
-    xs = tiny_dataset(n=80).tr_xs
-    ds = Printer("p", xs, np.eye(3)[np.arange(len(xs)) % 3], "select", ["a", "b", "c"])
-    model = CnnModel("p", ds, None, SMALL, backend="numpy", seed=0)
-    assert model.visualize(2) == []
-    xs_shape, est_shape, ans_shape, sums = ds.seen
-    assert xs_shape == (2, 6, 6, 2) and est_shape == ans_shape == (2, 3)
-    np.testing.assert_allclose(sums, 1.0, rtol=1e-5)  # probabilities, not logits
-    assert capsys.readouterr().out == "Model p Visualization\n"
+    plain = tiny_dataset(n=40, mode=mode)
+    seed_style = SeedStyle("seed", plain.tr_xs, plain.tr_ys, mode, plain.target_names)
+    for ds in (plain, seed_style):
+        xs, ys = ds.tr_xs[:2], ds.tr_ys[:2]
+        monkeypatch.setattr(ds, "get_validate_data", lambda count, xs=xs, ys=ys: (xs[:count], ys[:count]))
+        model = CnnModel("v", ds, None, SMALL, backend="numpy", seed=0)
+        assert model.visualize(2) == []
+        expected = report.sample_lines(model.mode, model.get_estimate(xs), ys, ds.target_names)
+        assert capsys.readouterr().out.splitlines() == ["Model v Visualization", *expected]
+        label = "estimate" if mode == "regression" else report.LABELS[mode]
+        assert len(expected) == 2 and all(line.startswith(label) for line in expected)
 
 
 def test_show_maps_without_conv_layers(tmp_path, capsys):

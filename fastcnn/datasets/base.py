@@ -4,6 +4,10 @@ A dataset holds NHWC float inputs and target rows already encoded for its
 mode (one-hot rows for ``select``; domain one-hot then object one-hot for
 ``dual_select``; 0/1 columns for ``binary``; real columns for ``regression``).
 Subclasses only load arrays and call ``ArrayDataset.__init__``.
+
+Datasets do not print: ``CnnModel.visualize`` prints every sample line through
+``fastcnn.report`` (one format for every dataset and mode), naming classes with
+the dataset's ``target_names``.
 """
 
 from __future__ import annotations
@@ -138,112 +142,3 @@ class ArrayDataset:
 
     def get_test_data(self) -> tuple[np.ndarray, np.ndarray]:
         return self.te_xs, self.te_ys
-
-    # -- the seed's visualization -------------------------------------------
-    def visualize(self, xs, estimates, answers, *, mode: str | None = None) -> list[str]:
-        """Print one line per sample: estimated distribution, estimate, answer, O/X.
-
-        ``estimates`` are the model outputs ``[n, outputs]`` (probabilities, or
-        logits that are turned into probabilities here); ``answers`` are target
-        rows as stored in the dataset. ``xs`` is accepted for the seed's
-        signature (images are drawn by ``fastcnn.viz.draw_samples``). ``mode``
-        overrides the dataset's own (a model trained in another mode).
-        Returns the printed lines.
-        """
-        mode = self.mode if mode is None else mode
-        estimates = np.asarray(estimates, dtype=np.float64)
-        answers = np.asarray(answers, dtype=np.float64)
-        if estimates.ndim == 1:
-            estimates = estimates[:, None]
-        if answers.ndim == 1:
-            answers = answers[:, None]
-        if estimates.shape != answers.shape:
-            raise ValueError(f"estimates have shape {estimates.shape} but answers have shape {answers.shape}")
-        pairs = zip(estimates, answers, strict=True)
-        lines = [describe_line(mode, self.target_names, e, a) for e, a in pairs]
-        for line in lines:
-            print(line)
-        return lines
-
-
-# ---------------------------------------------------------------------------
-# per-sample descriptions, shared by ``visualize`` and ``fastcnn.viz``
-# ---------------------------------------------------------------------------
-
-
-def softmax_if_needed(row: np.ndarray) -> np.ndarray:
-    """Return ``row`` if it already is a distribution, else its softmax."""
-    row = np.asarray(row, dtype=np.float64)
-    if row.min() >= 0 and abs(row.sum() - 1.0) < 1e-3:
-        return row
-    e = np.exp(row - row.max())
-    return e / e.sum()
-
-
-def sigmoid_if_needed(row: np.ndarray) -> np.ndarray:
-    """Return ``row`` if all entries are probabilities, else its sigmoid."""
-    row = np.asarray(row, dtype=np.float64)
-    if row.min() >= 0 and row.max() <= 1:
-        return row
-    return 1.0 / (1.0 + np.exp(-row))
-
-
-def percents(probs: np.ndarray) -> str:
-    """The seed's ``[ 0, 0,100]``: integer percents, right-aligned in 2 columns (100 takes 3)."""
-    return "[" + ",".join(f"{int(round(p * 100)):2d}" for p in probs) + "]"
-
-
-def _name(names, index: int) -> str:
-    if names is not None and 0 <= index < len(names):
-        return str(names[index])
-    return str(index)
-
-
-def _mark(ok: bool) -> str:
-    return "O" if ok else "X"
-
-
-def _select(names, est, ans):
-    probs = softmax_if_needed(est)
-    e, a = int(np.argmax(probs)), int(np.argmax(ans))
-    return percents(probs), _name(names, e), _name(names, a), _mark(e == a)
-
-
-def describe(mode: str, target_names, estimate, answer) -> tuple[str, str, str, str]:
-    """``(distribution, estimate name, answer name, mark)`` for one sample row."""
-    est = np.asarray(estimate, dtype=np.float64).ravel()
-    ans = np.asarray(answer, dtype=np.float64).ravel()
-    if mode == "dual_select":
-        if not target_names or len(target_names) != 2:
-            raise ValueError(f"dual_select needs target_names=(domains, objects) to split {len(est)} outputs")
-        domains, objects = target_names
-        nd = len(domains)
-        d = _select(domains, est[:nd], ans[:nd])
-        o = _select(objects, est[nd:], ans[nd:])
-        return f"{d[0]}+{o[0]}", f"{d[1]}/{o[1]}", f"{d[2]}/{o[2]}", f"{d[3]}/{o[3]}"
-    if mode == "binary":
-        probs = sigmoid_if_needed(est)
-        e, a = (probs >= 0.5).astype(int), (ans >= 0.5).astype(int)
-        names = target_names if target_names and len(est) == 1 else None
-        est_name = ",".join(_name(names, int(v)) for v in e)
-        ans_name = ",".join(_name(names, int(v)) for v in a)
-        return percents(probs), est_name, ans_name, _mark(bool(np.all(e == a)))
-    if mode == "regression":
-        fmt = ",".join
-        err = float(np.abs(est - ans).mean())
-        return (
-            fmt(f"{v:.3f}" for v in est),
-            fmt(f"{v:.3f}" for v in est),
-            fmt(f"{v:.3f}" for v in ans),
-            f"error {err:.3f}",
-        )
-    return _select(target_names, est, ans)
-
-
-def describe_line(mode: str, target_names, estimate, answer) -> str:
-    """One visualize line, e.g. ``estimated distribution [ 0,100] => estimate b : answer b => O``."""
-    dist, est, ans, mark = describe(mode, target_names, estimate, answer)
-    if mode == "regression":
-        return f"estimate {est} : answer {ans} => {mark}"
-    label = "estimated probability" if mode == "binary" else "estimated distribution"
-    return f"{label} {dist} => estimate {est} : answer {ans} => {mark}"

@@ -19,6 +19,7 @@ from types import ModuleType
 
 import numpy as np
 
+from ..checks import is_int as _is_int
 from .shapes import ConvGeometry, PoolGeometry, conv_geometry, pool_geometry
 
 __all__ = [
@@ -356,10 +357,6 @@ def undo_ext_regions(cols, x_shape, kh, kw, stride=1, padding="same", *, backend
     if cols.shape != expected:
         raise ValueError(f"cols has shape {cols.shape}, expected {expected} for x_shape {shape}")
     return impl.undo_ext_regions(cols, shape, geo)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _positive(value, name: str) -> int:

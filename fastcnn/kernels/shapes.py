@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
+from ..checks import is_int
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
-
-
-def is_int(value) -> bool:
-    """True for Python and NumPy integers, False for bools and floats."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def as_pair(value, name: str) -> Pair:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..mathutil import sigmoid
+
 
 def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
@@ -15,11 +17,6 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 def relu_derv(y: np.ndarray) -> np.ndarray:
     return (y > 0).astype(y.dtype)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    # 0.5 * (1 + tanh(x / 2)) never overflows and keeps the input dtype
-    return 0.5 * (1 + np.tanh(0.5 * x))
 
 
 def sigmoid_derv(y: np.ndarray) -> np.ndarray:
