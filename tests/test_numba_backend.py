@@ -222,21 +222,23 @@ def test_repeat_calls_are_bit_identical_and_inputs_untouched():
 
 _CHILD = textwrap.dedent(
     """
-    import json, sys
+    import importlib, json, sys
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from numba.core.dispatcher import Dispatcher
-    from fastcnn.kernels import numba_kernels
+    from fastcnn.kernels import numba_cache
     sys.path.insert(0, sys.argv[2])
     from test_numba_backend import _all_calls
     _, calls = _all_calls(np.random.default_rng(0))
     for call in calls:
         call()
     stats = {}
-    for name, obj in vars(numba_kernels).items():
-        if isinstance(obj, Dispatcher) and obj.signatures:
-            stats[name] = {"hits": sum(obj.stats.cache_hits.values()),
-                           "misses": sum(obj.stats.cache_misses.values())}
+    for source in numba_cache.KERNEL_SOURCES:  # every kernel module, not only the map's names
+        module = importlib.import_module("fastcnn.kernels." + source[: -len(".py")])
+        for name, obj in vars(module).items():
+            if isinstance(obj, Dispatcher) and obj.signatures and obj.py_func.__module__ == module.__name__:
+                stats[name] = {"hits": sum(obj.stats.cache_hits.values()),
+                               "misses": sum(obj.stats.cache_misses.values())}
     print(json.dumps(stats))
     """
 )
@@ -271,7 +273,7 @@ def test_second_process_compiles_nothing():
 def test_dot5x3_ignores_what_its_accumulator_held():
     """Regression: the g_k accumulators once started from ``acc[0] * 0``, so a NaN left in
     fresh ``np.empty`` memory made the whole weight gradient NaN (seen on a fresh machine)."""
-    from fastcnn.kernels.numba_kernels import _dot5x3
+    from fastcnn.kernels.numba_blocks import _dot5x3
 
     rng = np.random.default_rng(0)
     g = [rng.standard_normal(37).astype(np.float32) for _ in range(3)]
@@ -286,7 +288,7 @@ def test_dot5x3_ignores_what_its_accumulator_held():
 @pytest.mark.parametrize("w, c", [(8, 8), (9, 8), (8, 9), (13, 15), (24, 30), (7, 30), (30, 7)])
 def test_planar_transposes_match_numpy(w, c, dtype):
     """NHWC <-> planar frame copies (8x8 SIMD tiles from 8 columns and channels up) equal NumPy's."""
-    from fastcnn.kernels import numba_kernels as nc
+    from fastcnn.kernels import numba_simd as nc
 
     rng = np.random.default_rng(w * 100 + c)
     h, top, left = 5, 2, 1
@@ -301,3 +303,189 @@ def test_planar_transposes_match_numpy(w, c, dtype):
     nc._from_frame(dst.reshape(c, -1), dst.shape[2], top, left, out, 2)
     assert np.array_equal(out[2], src[1])
     assert np.isnan(out[:2]).all()  # other images untouched
+
+
+# --------------------------------------------------------------------------
+# both register-block variants (wide: AVX-512 blocks, narrow: AVX2 blocks) on this CPU
+# --------------------------------------------------------------------------
+
+VARIANT_CASES = CONV_CASES + [
+    ((3, 12, 11, 1), (3, 3), 7, 1, "same"),  # one input channel, 7 out: padded to 15 (wide) / 10 (narrow)
+    # several input channels, stride 1, output channels a multiple of 3: the narrow
+    # forward switches from _corr (4 taps x 2 channels) to _corr4x3 (see the dispatch table)
+    ((2, 7, 6, 3), (3, 3), 6, 1, "same"),
+    ((2, 8, 9, 5), (2, 3), 9, 1, "valid"),
+]
+
+
+def _host(wide: bool):
+    from fastcnn.kernels import numba_kernels
+    from fastcnn.kernels.numba_host import NumbaHost
+
+    return NumbaHost(numba_kernels, wide=wide, threads=numba_kernels.num_threads)
+
+
+@pytest.fixture(params=[True, False], ids=["wide", "narrow"])
+def variant_host(request):
+    """``NumbaHost`` over the JIT kernels with the AVX-512 (wide) or AVX2 (narrow) register
+    blocks: both run on any CPU, whichever this one is."""
+    return _host(request.param)
+
+
+def _case_arrays(xs, ks, ychn, stride, padding, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, xs, dtype)
+    k = _rand(rng, ks + (xs[3], ychn), dtype)
+    b = _rand(rng, (ychn,), dtype)
+    geo = conv_geometry(xs, *ks, stride, padding)
+    g_y = _rand(rng, (xs[0], geo.yh, geo.yw, ychn), dtype)
+    return x, k, b, g_y, geo
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("xs, ks, ychn, stride, padding", VARIANT_CASES)
+def test_both_variants_match_the_float64_oracle(variant_host, xs, ks, ychn, stride, padding, dtype):
+    import naive
+
+    x, k, b, g_y, geo = _case_arrays(xs, ks, ychn, stride, padding, dtype)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    y = variant_host.conv2d_forward(x, k, b, geo)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, naive.conv2d_forward(x, k, b, stride, padding), **tol)
+    got = variant_host.conv2d_backward(g_y, x, k, geo)
+    want = naive.conv2d_backward(g_y, x, k, stride, padding)
+    for name, g, w in zip(("g_x", "g_k", "g_b"), got, want, strict=True):
+        assert g.dtype == dtype and g.shape == w.shape, name
+        np.testing.assert_allclose(g, w, err_msg=name, **tol)
+    _, g_k, g_b = variant_host.conv2d_backward(g_y, x, k, geo, input_grad=False)
+    assert np.array_equal(g_k, got[1]) and np.array_equal(g_b, got[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ks, ychn, stride, padding",
+                         [c for c in VARIANT_CASES if c[3] == 1])
+def test_variants_agree(xs, ks, ychn, stride, padding, dtype):
+    """One input channel: _dot5x3 and _dot5x2 give g_k the same bits. Several channels:
+    _dot4x6 and _dot3x3 add the same products, but LLVM vectorizes the two reductions
+    differently (on AVX-512 _dot3x3 has an extra 4-wide epilogue loop), so g_k agrees to
+    rounding only; y differs where the narrow forward runs _corr4x3 (other sum grouping)."""
+    x, k, b, g_y, geo = _case_arrays(xs, ks, ychn, stride, padding, dtype, seed=1)
+    wide, narrow = _host(True), _host(False)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(wide.conv2d_forward(x, k, b, geo), narrow.conv2d_forward(x, k, b, geo), **tol)
+    (gx_w, gk_w, gb_w), (gx_n, gk_n, gb_n) = (h.conv2d_backward(g_y, x, k, geo) for h in (wide, narrow))
+    assert np.array_equal(gx_w, gx_n), "g_x: the same blocks (_corr4x3 / _mac5x5) in both variants"
+    assert np.array_equal(gb_w, gb_n), "g_b: the same _vsum in both variants"
+    if xs[3] == 1:
+        assert np.array_equal(gk_w, gk_n), "g_k of one input channel: _dot5x3 and _dot5x2 differ"
+    else:
+        np.testing.assert_allclose(gk_w, gk_n, **tol)
+
+
+class _Recorder:
+    """A kernel namespace that records (name, args) of every call it passes on."""
+
+    def __init__(self, kernels):
+        self.kernels, self.calls = kernels, []
+
+    def __getattr__(self, name):
+        fn = getattr(self.kernels, name)
+
+        def call(*args):
+            self.calls.append((name, args))
+            return fn(*args)
+
+        return call
+
+
+@pytest.mark.parametrize("xchn, ychn, stride, wide, fwd, bwd", [
+    (1, 7, 1, True, "_conv_fwd_blocked", "_conv_bwd_c1"),
+    (1, 7, 1, False, "_conv_fwd_blocked", "_conv_bwd_c1"),
+    (3, 4, 1, True, "_conv_fwd", "_conv_bwd"),
+    (3, 4, 1, False, "_conv_fwd", "_conv_bwd"),
+    (3, 6, 1, True, "_conv_fwd", "_conv_bwd"),
+    (3, 6, 1, False, "_conv_fwd_blocked", "_conv_bwd"),
+    (3, 10, 1, False, "_conv_fwd_blocked", "_conv_bwd"),
+    (3, 6, 2, False, "_ext_regions", "_ext_regions"),
+])
+def test_dispatch_table(xchn, ychn, stride, wide, fwd, bwd):
+    """The cases of the dispatch table in numba_kernels' docstring, and ``wide`` reaching the kernels."""
+    from fastcnn.kernels import numba_kernels
+    from fastcnn.kernels.numba_host import NumbaHost
+
+    recorder = _Recorder(numba_kernels)
+    host = NumbaHost(recorder, wide=wide, threads=numba_kernels.num_threads)
+    x, k, b, g_y, geo = _case_arrays((2, 8, 7, xchn), (3, 3), ychn, stride, "same", np.float32)
+    host.conv2d_forward(x, k, b, geo)
+    assert [name for name, _ in recorder.calls if name != "_tap_offsets"] == [fwd]
+    if fwd == "_conv_fwd_blocked":
+        assert recorder.calls[-1][1][-1] is (xchn == 1)  # five: _corr5, else _corr4x3
+    recorder.calls.clear()
+    host.conv2d_backward(g_y, x, k, geo)
+    assert recorder.calls[0][0] == bwd
+    if bwd != "_ext_regions":
+        assert recorder.calls[0][1][-1] is wide
+    assert numba_kernels.__doc__.count(fwd) and numba_kernels.__doc__.count(bwd)
+
+
+@pytest.mark.skipif(not K.backend_available("numba-aot"), reason="numba-aot not built (make aot)")
+@pytest.mark.parametrize("wide", [True, False], ids=["wide", "narrow"])
+def test_aot_build_runs_both_variants_bit_for_bit(wide):
+    """The numba-aot build takes ``wide`` as an argument too: each variant equals the JIT's."""
+    from fastcnn.kernels import aot
+    from fastcnn.kernels.numba_host import NumbaHost
+
+    jit = _host(wide)
+    ahead = NumbaHost(aot.load(lambda: 2), wide=wide, threads=lambda: 2)
+    for xs, ks, ychn, stride, padding in VARIANT_CASES:
+        x, k, b, g_y, geo = _case_arrays(xs, ks, ychn, stride, padding, np.float32, seed=2)
+        assert np.array_equal(jit.conv2d_forward(x, k, b, geo), ahead.conv2d_forward(x, k, b, geo))
+        grads = zip(jit.conv2d_backward(g_y, x, k, geo), ahead.conv2d_backward(g_y, x, k, geo), strict=True)
+        assert all(np.array_equal(a, c) for a, c in grads)
+
+
+# --------------------------------------------------------------------------
+# the kernel modules: one cache stamp, one AOT digest, one Makefile list
+# --------------------------------------------------------------------------
+
+
+def test_every_kernel_carries_the_shared_cache_stamp():
+    """numba keys a cache entry on its own file only; a kernel built from helpers of
+    another module must go stale when that module changes, so all share one stamp."""
+    import importlib
+
+    from numba.core.dispatcher import Dispatcher
+
+    from fastcnn.kernels import numba_cache, numba_cpu  # noqa: F401 - numba_cpu may swap the caches
+
+    stamp = numba_cache.sources_stamp()
+    count = 0
+    for source in numba_cache.KERNEL_SOURCES:
+        module = importlib.import_module("fastcnn.kernels." + source[: -len(".py")])
+        for name, obj in vars(module).items():
+            if isinstance(obj, Dispatcher) and obj.py_func.__module__ == module.__name__:
+                assert obj._cache._cache_file._source_stamp == stamp, f"{source}: {name}"
+                count += 1
+    assert count > 30
+
+
+def test_aot_digest_and_makefile_cover_every_kernel_module(tmp_path, monkeypatch):
+    import shutil
+
+    from fastcnn.kernels import aot, numba_cache
+
+    modules = ("numba_kernels.py",) + numba_cache.KERNEL_SOURCES
+    for name in modules + ("aot.py",):
+        shutil.copy(aot.PACKAGE_DIR / name, tmp_path / name)
+    monkeypatch.setattr(aot, "PACKAGE_DIR", tmp_path)
+    before = aot.source_digest()
+    for name in modules:
+        with open(tmp_path / name, "a") as fh:
+            fh.write("# edited\n")
+        after = aot.source_digest()
+        assert after != before, f"aot.source_digest ignores {name}"
+        before = after
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    (line,) = [line for line in makefile.splitlines() if line.startswith("AOT_SOURCES :=")]
+    listed = set(line.split(":=", 1)[1].split())
+    assert {f"fastcnn/kernels/{name}" for name in modules + ("aot.py", "aot_build.py")} <= listed

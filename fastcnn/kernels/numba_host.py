@@ -51,9 +51,12 @@ class NumbaHost:
     """The kernel contract over one set of compiled kernels.
 
     ``kernels``: a namespace with the compiled functions of ``numba_kernels``
-    (``_conv_fwd``, ``_max_fwd``, ...). ``wide``: the register-block flag those
-    kernels were compiled with (AVX-512 blocks; it also picks the host-side
-    padding). ``threads``: returns the thread count the dense products split over.
+    (``_conv_fwd``, ``_max_fwd``, ...). ``wide``: the register-block variant, passed
+    to the backward kernels and used for the forward choice and the padding: blocks
+    for 32 vector registers (AVX-512) if True, for 16 (AVX2) if False. Both run on
+    any CPU; the backends pass this CPU's (``numba_kernels._WIDE``). The dispatch
+    table is in ``numba_kernels``. ``threads``: returns the thread count the dense
+    products split over.
     """
 
     def __init__(self, kernels, *, wide: bool, threads: Callable[[], int]):
@@ -93,7 +96,7 @@ class NumbaHost:
         return y
 
     def _fwd4x3(self, yc) -> bool:
-        """Without AVX-512, 4 taps x 3 channels beat _corr's 4 x 2 (little channel padding only)."""
+        """Narrow blocks (AVX2): 4 taps x 3 channels beat _corr's 4 x 2 (little channel padding only)."""
         return not self.wide and (yc % 3 == 0 or yc > 8)
 
     def _backward_c1(self, g_y, x, k, geo, input_grad, out=None):
@@ -108,7 +111,8 @@ class NumbaHost:
         g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
         gk_part = np.empty((mb, ntap5, ycp), x.dtype)
         gb_part = np.empty((mb, yc), x.dtype)
-        self.k._conv_bwd_c1(g_y, x, wtap, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad)
+        self.k._conv_bwd_c1(g_y, x, wtap, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad,
+                            self.wide)
         g_k = self.k._sum_batch(gk_part.reshape(mb, -1)).reshape(ntap5, ycp)[:ntap, :yc]
         g_b = self.k._sum_batch(gb_part)
         return (g_x if input_grad else None), np.ascontiguousarray(g_k).reshape(k.shape), g_b
@@ -147,7 +151,8 @@ class NumbaHost:
         ntap = yc * kh * kw
         wt_flip = np.zeros((-(-ntap // 4) * 4, -(-xc // 3) * 3), x.dtype)
         wt_flip[:ntap, :xc] = k[::-1, ::-1].transpose(3, 0, 1, 2).reshape(ntap, xc)
-        self.k._conv_bwd(g_y, x, wt_flip, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad)
+        self.k._conv_bwd(g_y, x, wt_flip, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad,
+                         self.wide)
         # fixed-order sums over the batch: the same bits whatever the thread schedule
         g_k = self.k._sum_batch(gk_part.reshape(mb, -1)).reshape(xc, kh, kw, yc).transpose(1, 2, 0, 3)
         return (g_x if input_grad else None), np.ascontiguousarray(g_k), self.k._sum_batch(gb_part)

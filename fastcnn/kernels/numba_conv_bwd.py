@@ -1,0 +1,210 @@
+"""Stride-1 convolution backward: g_x, and per-image partials of g_k and g_b.
+
+``_conv_bwd`` (several input channels): ``g_k`` as dot products of the planar x
+frame with the planar ``g_y`` (``_corr_grad``), ``g_x`` as the full correlation
+of the zero-padded ``g_y`` with the flipped kernel (``numba_conv_fwd._corr4x3``).
+``_conv_bwd_c1`` (one input channel): see the comment above it.
+
+Threads split the batch (``prange`` over images). Every thread owns its outputs:
+``g_x`` scatters stay inside one image, and ``g_k``/``g_b`` are per-image
+partials that ``NumbaHost`` sums in image order afterwards (``_sum_batch``), so
+results do not depend on scheduling.
+
+``wide`` (an argument, so either variant runs on any CPU; ``NumbaHost`` passes
+its own, by default the host's): the ``g_k`` dot blocks for 32 vector registers
+(AVX-512) if True, else for 16 (AVX2); see ``numba_blocks``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .numba_blocks import _dot3x3, _dot4x6, _dot5x2, _dot5x3, _mac5x5
+from .numba_cache import share_cache_stamp
+from .numba_conv_fwd import _corr4x3, _tap_offsets
+from .numba_simd import _FAST, _add_to, _from_frame, _repad, _shifted, _to_planar, _vsum
+
+share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _corr_grad(src, offs, g, gk, wide):
+    """gk[j, co] = sum_p g[co, p] * src[p + offs[j]]: the weight gradient of _corr.
+
+    ``wide``: 4 taps x 6 channels per pass over the whole frame (no pixel blocks: one
+    horizontal reduction per pass; 1024-pixel blocks measured ~20 % slower, and
+    4 x 4, 3 x 6, 5 x 3, 6 x 4, 8 x 4, 3 x 8 blocks slower than 4 x 6, all on AVX-512).
+    Past the last tap / channel the last one is re-read; those sums are dropped.
+    Not ``wide``: _corr_grad3x3, for 16 vector registers.
+    """
+    if not wide:
+        _corr_grad3x3(src, offs, g, gk)
+        return
+    ntap, yc = gk.shape
+    length = g.shape[1]
+    acc = np.empty(24, gk.dtype)
+    offs_pad = np.empty(ntap + 3, np.int64)
+    offs_pad[:ntap] = offs
+    offs_pad[ntap:] = offs[ntap - 1]
+    last = yc - 1
+    for co in range(0, yc, 6):
+        gg = (g[co], g[min(co + 1, last)], g[min(co + 2, last)], g[min(co + 3, last)],
+              g[min(co + 4, last)], g[min(co + 5, last)])
+        for j in range(0, ntap, 4):
+            d0, d1, d2, d3 = offs_pad[j], offs_pad[j + 1], offs_pad[j + 2], offs_pad[j + 3]
+            ss = (src[d0 : d0 + length], src[d1 : d1 + length], src[d2 : d2 + length], src[d3 : d3 + length])
+            _dot4x6(gg, ss, acc)
+            for t in range(min(4, ntap - j)):
+                for c in range(min(6, yc - co)):
+                    gk[j + t, co + c] = acc[6 * t + c]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _corr_grad3x3(src, offs, g, gk):
+    """_corr_grad with 3 taps x 3 channels per pass, for 16 vector registers (AVX2).
+
+    On an AVX2 CPU (one thread, 32 images, min of 40-60, several runs): 3 x 3
+    1.3-1.7 ms on Office-31 convs 1-3, 4 x 3 1.3-2.1 ms, 5 x 2 / 2 x 4 1.2-2.4 ms,
+    4 x 6 3.0-3.7 ms (spills), 3 x 4 and 2 x 6 2.7-3.5 ms (LLVM spills there too).
+    """
+    ntap, yc = gk.shape
+    length = g.shape[1]
+    acc = np.empty(9, gk.dtype)
+    offs_pad = np.empty(ntap + 2, np.int64)
+    offs_pad[:ntap] = offs
+    offs_pad[ntap:] = offs[ntap - 1]
+    last = yc - 1
+    for co in range(0, yc, 3):
+        gg = (g[co], g[min(co + 1, last)], g[min(co + 2, last)])
+        for j in range(0, ntap, 3):
+            d0, d1, d2 = offs_pad[j], offs_pad[j + 1], offs_pad[j + 2]
+            ss = (src[d0 : d0 + length], src[d1 : d1 + length], src[d2 : d2 + length])
+            _dot3x3(gg, ss, acc)
+            for t in range(min(3, ntap - j)):
+                for c in range(min(3, yc - co)):
+                    gk[j + t, co + c] = acc[3 * t + c]
+
+
+@njit(parallel=True, cache=True)
+def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad, wide):
+    """Stride 1, per image n: g_x[n], and partial sums gk_part[n] [xc*kh*kw, yc], gb_part[n].
+
+    g_x is the full correlation of g_y with the flipped kernel, in tap order
+    (co, ky, kx): wt_flip[(co*kh + ky)*kw + kx, ci] = k[kh-1-ky, kw-1-kx, ci, co],
+    zero padded to a multiple of 4 taps and 3 channels (see _corr4x3); cropped to the input.
+    gk_part rows are in tap order (ci, ky, kx). ``wide``: the g_k blocks (see _corr_grad).
+    """
+    mb, xh, xw, xc = x.shape
+    yc = g_y.shape[3]
+    _, yh, yw, _ = g_y.shape
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    hq = hp + kh - 1  # g_y frame for the full correlation: kh-1 / kw-1 zeros on every side
+    wq = wp + kw - 1
+    offs_x = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+    ntap4, xcp = wt_flip.shape
+    offs_g = np.zeros(ntap4, np.int64)  # padding taps read offset 0 with zero weights
+    offs_g[: yc * kh * kw] = _tap_offsets(kh, kw, yc, (hq + 1) * wq, wq)
+    zero = np.zeros(xcp, x.dtype)  # g_x has no bias
+    for n in prange(mb):
+        xs = np.empty((xc, hp + 1, wp), x.dtype)
+        _to_planar(x, n, pt, pl, xs)
+        gw = np.empty((yc, yh, wp), x.dtype)  # g_y in the x frame's width, zeros at ox >= yw
+        _to_planar(g_y, n, 0, 0, gw)
+        gw2 = gw.reshape(yc, yh * wp)
+        for co in range(yc):
+            gb_part[n, co] = _vsum(gw2[co])
+        _corr_grad(xs.reshape(-1), offs_x, gw2, gk_part[n], wide)
+        if not input_grad:
+            continue
+        gq = np.empty((yc, hq + 1, wq), x.dtype)
+        _repad(gw, yw, kh - 1, kw - 1, gq)  # from gw: row copies, not a second transpose
+        out = np.empty((xcp, hp * wq), x.dtype)
+        _corr4x3(gq.reshape(-1), offs_g, wt_flip, zero, out)
+        _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
+
+
+# One input channel (SimpleConvNet: 1 -> 30, 5x5) gets its own backward. g_x as a
+# full correlation over 30 zero-padded g_y planes wastes ~1/3 of its work on the
+# padding and, with one output channel, cannot share loads across channels. Instead:
+# cols[t, p] = sum_co k[t, co] * g[co, p] is a small GEMM (taps x channels, 5 x 5
+# per pass: 10 vector loads + 5 stores per 25 FMAs), then col2im as a gather: for each kx,
+# h_kx[q] = sum_ky cols[(ky, kx), q - ky*yw], and g_x[r, c + kx] += h_kx[r, c]. g_k uses 5 taps x 3
+# channels per pass (15 accumulators in registers; 5 x 2 if not wide, for AVX2). Channel and tap
+# counts are zero padded to the block sizes, so no remainder loops. Frames are yw wide, not
+# yw + kw - 1: x is read through kw column-shifted copies (_shifted), so g_k and the GEMM
+# skip the kw - 1 dropped columns per row (14 % of their work for 5x5 on 28x28).
+
+
+@njit(parallel=True, cache=True)
+def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad, wide):
+    """Stride 1, one input channel, per image n: g_x[n], gk_part[n] [ntap5, ycp], gb_part[n].
+
+    wtap [ycp, ntap5] = k[ky, kx, 0, co] at [co, ky*kw + kx], zero padded to
+    ycp (a multiple of NumbaHost.c1_chn: 15 if ``wide``, else 10) channels and ntap5 (a multiple of 5) taps.
+    ``wide``: g_k in 5 taps x 3 channels per pass (_dot5x3), else 5 x 2 (_dot5x2).
+    """
+    mb = x.shape[0]
+    _, yh, yw, yc = g_y.shape
+    ycp, ntap5 = wtap.shape
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    L = yh * yw  # output pixels of one frame (frames are yw wide, see _shifted)
+    M = hp * yw  # a column-shifted x frame; also one kx slice of g_x before the shift
+    offs = np.zeros(ntap5, np.int64)  # padding taps read offset 0 (their sums are dropped / zero)
+    for ky in range(kh):
+        for kx in range(kw):
+            offs[ky * kw + kx] = kx * M + ky * yw
+    pad = (kh - 1) * yw  # largest row shift
+    for n in prange(mb):
+        xs = np.empty((1, hp + 1, wp), x.dtype)
+        _to_planar(x, n, pt, pl, xs)
+        xf = _shifted(xs[0, :hp], kw, yw).reshape(-1)
+        gw = np.empty((ycp, yh, yw), x.dtype)
+        _to_planar(g_y, n, 0, 0, gw[:yc])
+        gw[yc:] = 0
+        g2 = gw.reshape(ycp, L)
+        for co in range(yc):
+            gb_part[n, co] = _vsum(g2[co])
+        # g_k: 5 taps x 3 channels per pass over the frame (5 x 2 if not wide)
+        gk = gk_part[n]
+        acc = np.empty(15, x.dtype)
+        for j in range(0, ntap5, 5):
+            d0, d1, d2, d3, d4 = offs[j], offs[j + 1], offs[j + 2], offs[j + 3], offs[j + 4]
+            if wide:
+                for co in range(0, ycp, 3):
+                    _dot5x3(g2[co], g2[co + 1], g2[co + 2], xf[d0 : d0 + L], xf[d1 : d1 + L],
+                            xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                    for t in range(5):
+                        for c in range(3):
+                            gk[j + t, co + c] = acc[3 * t + c]
+            else:
+                for co in range(0, ycp, 2):
+                    _dot5x2(g2[co], g2[co + 1], xf[d0 : d0 + L], xf[d1 : d1 + L],
+                            xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                    for t in range(5):
+                        for c in range(2):
+                            gk[j + t, co + c] = acc[2 * t + c]
+        if not input_grad:
+            continue
+        # g_x: cols = GEMM over channels, then col2im as a gather per kx, then the kx shifts
+        cols = np.empty((ntap5, pad + M), x.dtype)
+        for t in range(ntap5):
+            cols[t, :pad] = 0
+            cols[t, pad + L :] = 0
+        for t in range(0, ntap5, 5):
+            for co in range(0, ycp, 5):
+                _mac5x5(g2[co], g2[co + 1], g2[co + 2], g2[co + 3], g2[co + 4],
+                        cols[t, pad : pad + L], cols[t + 1, pad : pad + L], cols[t + 2, pad : pad + L],
+                        cols[t + 3, pad : pad + L], cols[t + 4, pad : pad + L],
+                        wtap[co : co + 5, t : t + 5], co == 0)
+        h = np.zeros((kw, M), x.dtype)
+        for t in range(kh * kw):  # h[kx, q] += cols[t, pad + q - ky*yw]
+            a = pad - (t // kw) * yw
+            _add_to(h[t % kw], cols[t, a : a + M])
+        out = np.zeros((1, hp, wp), x.dtype)
+        for kx in range(kw):  # frame[r, c + kx] += h[kx, r*yw + c]
+            for r in range(hp):
+                _add_to(out[0, r, kx : kx + yw], h[kx, r * yw : r * yw + yw])
+        _from_frame(out.reshape(1, -1), wp, pt, pl, g_x, n)

@@ -1,0 +1,182 @@
+"""Stride-1 convolution forward: flat correlations over planar frames, one image per thread.
+
+``_conv_fwd`` runs ``_corr`` (4 taps x 2 output channels per pass, 8 taps x 1
+for an odd last channel); ``_conv_fwd_blocked`` runs ``_corr5`` (5 x 5: one
+input channel) or ``_corr4x3`` (4 x 3: several channels with the narrow
+blocks) on weights zero padded to the block. Which one serves a call is
+``NumbaHost``'s choice (the table in ``numba_kernels``). ``_corr4x3`` is also
+the ``g_x`` correlation of ``numba_conv_bwd``. Strided convolutions do not come
+here: they run im2col + one sgemm (``numba_elementwise._ext_regions``).
+
+No im2col matrix is built: the planar image of one sample stays in L1/L2
+while all its taps run, so memory traffic is about the size of x and y.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .numba_blocks import _axpy1, _axpy4x2, _axpy4x3, _axpy8, _mac5x5
+from .numba_cache import share_cache_stamp
+from .numba_simd import _FAST, _add_scalar, _from_frame, _to_planar
+
+share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
+
+
+# Stride 1 runs as a "flat" correlation: a planar frame [chn, rows, width] is
+# one 1-D array, so output pixel p = oy*width + ox reads src[p + off(tap)] with
+# off(ky, kx, ci) = ci*plane + ky*width + kx, the same shift for every pixel.
+# One tap over a block of pixels is then a unit-stride AXPY, and grouping 4
+# taps x 2 output channels per pass keeps the FMA units busy (a single AXPY is
+# bound by the store of o[p]). Columns ox >= yw of each frame row are computed
+# but never read back (a few % of waste for 3x3 kernels).
+
+_BLOCK = 1024  # pixels per pass: a 4 KiB slice of each output row stays in L1 across all taps
+
+
+@njit(cache=True)
+def _tap_offsets(kh, kw, c, plane, width):
+    """off[(ci*kh + ky)*kw + kx] = ci*plane + ky*width + kx.
+
+    Taps run channel-major, so consecutive taps read the same plane of the
+    frame, which stays in L1 while its kh*kw taps run (weights are reordered
+    to match by the Python wrappers).
+    """
+    offs = np.empty(kh * kw * c, np.int64)
+    for ci in range(c):
+        for ky in range(kh):
+            for kx in range(kw):
+                offs[(ci * kh + ky) * kw + kx] = ci * plane + ky * width + kx
+    return offs
+
+
+@njit(cache=True)
+def _views4(src, offs, j, p0, n):
+    """The n-long windows of src that taps j..j+3 read for pixels p0..p0+n-1."""
+    d0 = offs[j] + p0
+    d1 = offs[j + 1] + p0
+    d2 = offs[j + 2] + p0
+    d3 = offs[j + 3] + p0
+    return src[d0 : d0 + n], src[d1 : d1 + n], src[d2 : d2 + n], src[d3 : d3 + n]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _corr(src, offs, wt, bias, out):
+    """out[co, p] = bias[co] + sum_j wt[j, co] * src[p + offs[j]] for every p < out.shape[1]."""
+    ntap, yc = wt.shape
+    length = out.shape[1]
+    for p0 in range(0, length, _BLOCK):
+        n = min(_BLOCK, length - p0)
+        for co in range(0, yc, 2):
+            pair = co + 1 < yc
+            o = out[co, p0 : p0 + n]
+            o[:] = bias[co]
+            q = out[co + 1, p0 : p0 + n] if pair else o
+            if pair:
+                q[:] = bias[co + 1]
+            j = 0
+            while pair and j + 4 <= ntap:
+                s0, s1, s2, s3 = _views4(src, offs, j, p0, n)
+                _axpy4x2(o, q, s0, s1, s2, s3, wt[j, co], wt[j + 1, co], wt[j + 2, co], wt[j + 3, co],
+                         wt[j, co + 1], wt[j + 1, co + 1], wt[j + 2, co + 1], wt[j + 3, co + 1])
+                j += 4
+            while not pair and j + 8 <= ntap:
+                s0, s1, s2, s3 = _views4(src, offs, j, p0, n)
+                s4, s5, s6, s7 = _views4(src, offs, j + 4, p0, n)
+                _axpy8(o, s0, s1, s2, s3, s4, s5, s6, s7, wt[j, co], wt[j + 1, co], wt[j + 2, co],
+                       wt[j + 3, co], wt[j + 4, co], wt[j + 5, co], wt[j + 6, co], wt[j + 7, co])
+                j += 8
+            for jj in range(j, ntap):  # the last few taps
+                d0 = offs[jj] + p0
+                _axpy1(o, src[d0 : d0 + n], wt[jj, co])
+                if pair:
+                    _axpy1(q, src[d0 : d0 + n], wt[jj, co + 1])
+
+
+@njit(cache=True, fastmath=_FAST)
+def _corr4x3(src, offs, wt, bias, out):
+    """out[co, p] = bias[co] + sum_j wt[j, co] * src[p + offs[j]]: _corr with 4 taps x 3 channels per pass.
+
+    wt [ntap4, xcp], offs [ntap4] and bias [xcp] are padded to multiples of 4 taps / 3 channels
+    (zero weights and bias, offset 0). Whole-frame passes: 1024-pixel blocks measured slower.
+    Runs g_x in both variants, and the forward of the narrow one (see NumbaHost._fwd4x3).
+    """
+    ntap4, xcp = wt.shape
+    length = out.shape[1]
+    for co in range(0, xcp, 3):
+        o0 = out[co]
+        o1 = out[co + 1]
+        o2 = out[co + 2]
+        o0[:] = bias[co]
+        o1[:] = bias[co + 1]
+        o2[:] = bias[co + 2]
+        for j in range(0, ntap4, 4):
+            s0, s1, s2, s3 = _views4(src, offs, j, 0, length)
+            _axpy4x3(o0, o1, o2, s0, s1, s2, s3, wt[j : j + 4, co : co + 3])
+
+
+@njit(cache=True, fastmath=_FAST)
+def _corr5(src, offs, wt, bias, out):
+    """As _corr with 5 taps x 5 output channels per pass; offs [ntap5], wt [ntap5, ycp], out [ycp, L].
+
+    Tap and channel counts are padded to multiples of 5 (zero weights, offset 0).
+    """
+    ntap5, ycp = wt.shape
+    length = out.shape[1]
+    for p0 in range(0, length, _BLOCK):
+        n = min(_BLOCK, length - p0)
+        for co in range(0, ycp, 5):
+            o0 = out[co, p0 : p0 + n]
+            o1 = out[co + 1, p0 : p0 + n]
+            o2 = out[co + 2, p0 : p0 + n]
+            o3 = out[co + 3, p0 : p0 + n]
+            o4 = out[co + 4, p0 : p0 + n]
+            for j in range(0, ntap5, 5):
+                d0, d1, d2 = offs[j] + p0, offs[j + 1] + p0, offs[j + 2] + p0
+                d3, d4 = offs[j + 3] + p0, offs[j + 4] + p0
+                _mac5x5(src[d0 : d0 + n], src[d1 : d1 + n], src[d2 : d2 + n], src[d3 : d3 + n],
+                        src[d4 : d4 + n], o0, o1, o2, o3, o4, wt[j : j + 5, co : co + 5], j == 0)
+            for c in range(5):
+                if co + c < bias.shape[0]:
+                    _add_scalar(out[co + c, p0 : p0 + n], bias[co + c])
+
+
+@njit(parallel=True, cache=True)
+def _conv_fwd(x, wt, b, kh, kw, pt, pl, y):
+    """Stride 1: y[n, oy, ox, co] = b[co] + sum x_pad[n, oy+ky, ox+kx, ci] * k[ky, kx, ci, co].
+
+    wt [xc*kh*kw, yc] is k in tap order (ci, ky, kx).
+    """
+    mb, _, _, xc = x.shape
+    yc = wt.shape[1]
+    _, yh, yw, _ = y.shape
+    hp = yh + kh - 1  # padded extent read by the windows
+    wp = yw + kw - 1
+    offs = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+    for n in prange(mb):
+        xs = np.empty((xc, hp + 1, wp), x.dtype)  # +1 row: slack for the garbage columns' reads
+        _to_planar(x, n, pt, pl, xs)
+        out = np.empty((yc, yh * wp), y.dtype)
+        _corr(xs.reshape(-1), offs, wt, b, out)
+        _from_frame(out, wp, 0, 0, y, n)
+
+
+@njit(parallel=True, cache=True)
+def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five):
+    """_conv_fwd through a blocked correlation (offs/wt/b padded, see NumbaHost._forward_blocked):
+    _corr5 (5 taps x 5 channels) if ``five``, else _corr4x3 (4 taps x 3 channels)."""
+    mb, _, _, xc = x.shape
+    ycp = wt.shape[1]
+    _, yh, yw, _ = y.shape
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    for n in prange(mb):
+        xs = np.empty((xc, hp + 1, wp), x.dtype)
+        _to_planar(x, n, pt, pl, xs)
+        out = np.empty((ycp, yh * wp), y.dtype)
+        if five:
+            _corr5(xs.reshape(-1), offs, wt, b, out)
+        else:
+            _corr4x3(xs.reshape(-1), offs, wt, b, out)
+        _from_frame(out, wp, 0, 0, y, n)
