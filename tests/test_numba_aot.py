@@ -148,25 +148,90 @@ def test_missing_build_says_how_to_build(tmp_path, monkeypatch):
         aot.load(lambda: 1)
 
 
-def _fake_info(tmp_path, **changes) -> Path:
-    info = {"cpu": "testcpu", "features": [], "wide": False, "source_sha256": aot.source_digest()}
+REAL_INFO = aot.BUILD_INFO  # the build `make aot` made (tests below point BUILD_INFO elsewhere)
+
+
+def _real_files() -> list[Path]:
+    return [p for p in REAL_INFO.parent.glob(f"{aot.MODULE}.*") if p.is_file()]
+
+
+def _fake_build(tmp_path, **changes) -> Path:
+    """A build folder whose info is the real one with ``changes``, and a dummy module file."""
+    module = tmp_path / f"{aot.MODULE}.cpython-test.so"
+    module.write_bytes(b"not a module")
+    info = {"cpu": "testcpu", "features": [], "wide": False, "source_sha256": aot.source_digest(),
+            "module": module.name, "module_sha256": aot.file_digest(module)}
     info.update(changes)
-    path = tmp_path / "info.json"
+    path = tmp_path / f"{aot.MODULE}.json"
     path.write_text(json.dumps(info))
     return path
 
 
-def test_stale_build_refuses_to_load(tmp_path, monkeypatch):
-    monkeypatch.setattr(aot, "BUILD_INFO", _fake_info(tmp_path, source_sha256="0" * 64))
-    with pytest.raises(ImportError, match=r"built from other kernel sources.*rebuild"):
-        aot.load(lambda: 1)
+def _copy_real_build(folder: Path, features=None):
+    """A stand-in for the minute-long rebuild: copy the real build into ``folder``."""
+
+    def rebuild():
+        for path in _real_files():
+            (folder / path.name).write_bytes(path.read_bytes())
+        if features is not None:
+            info = json.loads(REAL_INFO.read_text())
+            info["features"] = features
+            (folder / REAL_INFO.name).write_text(json.dumps(info))
+        rebuild.calls += 1
+
+    rebuild.calls = 0
+    return rebuild
 
 
-def test_build_for_another_cpu_refuses_to_load(tmp_path, monkeypatch):
-    monkeypatch.setattr(aot, "BUILD_INFO", _fake_info(tmp_path, features=["avx2", "avx512f"]))
-    monkeypatch.setattr(aot, "_cpu_flags", lambda: {"sse4_2", "avx", "avx2"})
-    with pytest.raises(ImportError, match=r"built for a testcpu CPU with avx512f, which this CPU lacks"):
-        aot.load(lambda: 1)
+@needs_build
+@pytest.mark.parametrize("damage", ["stale", "foreign", "unreadable info", "truncated module", "no info"])
+def test_an_unusable_build_is_discarded_with_one_warning_and_rebuilt(tmp_path, monkeypatch, damage):
+    if damage == "stale":
+        info = _fake_build(tmp_path, source_sha256="0" * 64)
+        said = "stale (built from other kernel sources)"
+    elif damage == "foreign":
+        info = _fake_build(tmp_path, features=["avx2", "avx512f"])
+        monkeypatch.setattr(aot, "_cpu_flags", lambda: {"sse4_2", "avx", "avx2", "fma"})
+        said = "built for a testcpu CPU with avx512f, which this CPU lacks"
+    elif damage == "unreadable info":
+        info = _fake_build(tmp_path)
+        info.write_text('{"cpu": "testc')
+        said = "damaged (unreadable build info"
+    else:
+        _copy_real_build(tmp_path)()
+        info = tmp_path / REAL_INFO.name
+        module = next(p for p in tmp_path.iterdir() if p.suffix == ".so")
+        if damage == "truncated module":
+            module.write_bytes(module.read_bytes()[:4096])  # importing it would die of SIGBUS
+            said = "is not the file that was built: truncated or overwritten"
+        else:
+            info.unlink()
+            said = "incomplete (a build info file is missing)"
+    monkeypatch.setattr(aot, "BUILD_INFO", info)
+    rebuild = _copy_real_build(tmp_path, features=["avx2", "fma"] if damage == "foreign" else None)
+    with pytest.warns(RuntimeWarning) as caught:
+        kernels = aot.load(lambda: 1, rebuild=rebuild)
+    messages = [str(w.message) for w in caught if "numba-aot build" in str(w.message)]
+    assert len(messages) == 1 and said in messages[0] and "rebuilding" in messages[0]
+    assert rebuild.calls == 1
+    assert not (tmp_path / f"{aot.MODULE}.cpython-test.so").exists()  # the damaged files are gone
+    x = _rand((2, 6, 6, 3), np.float32, 0)
+    y = np.empty((2, 3, 3, 3), np.float32)
+    kernels._max_fwd(x, 2, 2, 2, 2, y)
+    np.testing.assert_array_equal(y, K.max_pool_forward(x, 2, backend="numpy"))
+
+
+def test_a_failed_rebuild_says_what_was_wrong_and_how_to_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(aot, "BUILD_INFO", _fake_build(tmp_path, source_sha256="0" * 64))
+
+    def no_compiler():
+        raise ImportError("rebuilding failed: no C compiler")
+
+    with pytest.warns(RuntimeWarning, match="stale"), pytest.raises(
+        ImportError, match=r"was stale \(built from other kernel sources\), and rebuilding it failed "
+                           r"\(rebuilding failed: no C compiler\)\. Build it by hand with `python -m"):
+        aot.load(lambda: 1, rebuild=no_compiler)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []  # nothing half-built
 
 
 _TINY_MODEL = """
@@ -300,3 +365,91 @@ def test_thread_count_is_checked():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="numba-aot threads must be an int >= 1"):
             numba_aot.set_num_threads(bad)
+
+
+@needs_build
+def test_a_truncated_build_is_rebuilt_for_real_in_a_fresh_process(tmp_path):
+    """End to end, with the real build command: a module file cut short (a killed copy, a full
+    disk) is found before it is imported, discarded with one warning, rebuilt, and used."""
+    _copy_real_build(tmp_path)()
+    module = next(p for p in tmp_path.iterdir() if p.suffix == ".so")
+    module.write_bytes(module.read_bytes()[: module.stat().st_size // 3])
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from fastcnn import kernels
+        x = np.random.default_rng(0).random((3, 8, 9, 4), dtype=np.float32)
+        got = kernels.max_pool_forward(x, 2, backend="numba-aot")
+        print(np.array_equal(got, kernels.max_pool_forward(x, 2, backend="numpy")))
+        """
+    )
+    env = {**__import__("os").environ, "FASTCNN_AOT_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                           timeout=600, check=False) for _ in range(2)]
+    assert runs[0].returncode == 0, runs[0].stderr[-2000:]
+    assert runs[0].stdout.split()[-1] == "True"
+    assert runs[0].stderr.count("numba-aot build in") == 1 and "truncated or overwritten" in runs[0].stderr
+    assert runs[0].stderr.count("'pycc' module is pending deprecation") == 1  # shown by the build, once
+    assert runs[1].returncode == 0 and runs[1].stdout.split()[-1] == "True"
+    assert "numba-aot build in" not in runs[1].stderr  # the rebuilt module is whole: a quiet start
+    assert json.loads((tmp_path / REAL_INFO.name).read_text())["module_sha256"] == aot.file_digest(module)
+
+
+@pytest.mark.parametrize("version", ["0.59.0", "0.68.1", "0.68.0rc1"])
+def test_the_build_accepts_the_numba_versions_it_is_tested_with(version):
+    from fastcnn.kernels import aot_build
+
+    assert aot_build.numba_version_problem(version) is None
+
+
+@pytest.mark.parametrize("version", ["0.58.1", "0.69.0", "1.0.0", "dev"])
+def test_the_build_refuses_other_numba_versions_and_says_why(version):
+    from fastcnn.kernels import aot_build
+
+    problem = aot_build.numba_version_problem(version)
+    assert problem.startswith(f"numba {version} is not among the versions this build is tested with (0.59 up")
+    assert "--any-numba" in problem
+
+
+def _steps_of_another_thread(call, calls: int) -> int:
+    """How many loop steps a second Python thread makes while this one runs ``call`` ``calls``
+    times. A step needs the GIL: while ``call`` holds it the other thread waits, and can step
+    only at the edges of a call (when the interpreter switches threads between bytecodes)."""
+    import threading
+    import time
+
+    counter, started, stop = [0], threading.Event(), threading.Event()
+
+    def count():
+        started.set()
+        while not stop.is_set():
+            counter[0] += 1
+            time.sleep(0)
+
+    worker = threading.Thread(target=count)
+    worker.start()
+    started.wait()
+    try:
+        moved = 0
+        for _ in range(calls):
+            before = counter[0]
+            call()
+            moved += counter[0] - before
+    finally:
+        stop.set()
+        worker.join()
+    return moved
+
+
+@needs_build
+def test_aot_calls_release_the_gil_so_another_thread_runs_meanwhile():
+    """The build compiles its exports to release the GIL (aot_build patches pycc for that), so
+    a Python thread runs on while the main thread is inside a kernel. The control, a builtin
+    that holds the GIL for as long, shows what a call that keeps it allows: a few steps."""
+    kernels = aot.load(lambda: 1)
+    x = _rand((64, 96, 96, 8), np.float32, 3)
+    y = np.empty((64, 48, 48, 8), np.float32)
+    calls = 10
+    held = _steps_of_another_thread(lambda: sum(range(3_000_000)), calls)  # ~30 ms, GIL held
+    released = _steps_of_another_thread(lambda: [kernels._max_fwd(x, 2, 2, 2, 2, y) for _ in range(8)], calls)
+    assert held <= 3 * calls < released, (held, released)

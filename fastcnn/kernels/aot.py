@@ -17,8 +17,8 @@ picks the float32 or float64 build and cuts the call.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib
 import json
 import os
 from pathlib import Path
@@ -30,7 +30,6 @@ from . import workers
 #: the built extension module and the file describing its build
 MODULE = "_numba_aot"
 PACKAGE_DIR = Path(__file__).resolve().parent
-BUILD_INFO = PACKAGE_DIR / f"{MODULE}.json"
 BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 
 #: kernel -> (argument kinds, result kind, split). Kinds: "F<n>" a C-contiguous float
@@ -42,7 +41,7 @@ BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 #: arguments having a whole number of rows per batch item (e.g. the im2col matrix:
 #: yh*yw rows per image); None: the kernel runs whole. Every such kernel treats its
 #: batch items (images, or elements) independently, so results do not depend on the cut.
-_CONV_BWD = (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b"), "void", (1, (0, 1, 7, 8, 9)))
+_CONV_BWD = (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b", "b"), "void", (1, (0, 1, 7, 8, 9)))
 KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | None]] = {
     "_tap_offsets": (("i", "i", "i", "i", "i"), "I1", None),
     "_conv_fwd": (("F4", "F2", "F1", "i", "i", "i", "i", "F4"), "void", (0, (0, 7))),
@@ -194,52 +193,148 @@ def _cpu_flags() -> set[str] | None:
     return None
 
 
-def check_cpu(info: dict) -> None:
-    """Raise ImportError if the module was built with CPU features this CPU lacks."""
+def cpu_problem(info: dict) -> str | None:
+    """Why code built with ``info``'s CPU features cannot run on this CPU, or None if it can."""
     flags = _cpu_flags()
     if flags is None:
-        return
+        return None
     missing = sorted(f for f in info["features"] if f in _CPUINFO_FLAGS and _CPUINFO_FLAGS[f] not in flags)
     if missing:
-        raise ImportError(
-            f"the numba-aot kernels were built for a {info['cpu']} CPU with {', '.join(missing)}, "
-            f"which this CPU lacks; rebuild them here: {BUILD_COMMAND}"
-        )
+        return f"built for a {info['cpu']} CPU with {', '.join(missing)}, which this CPU lacks"
+    return None
 
 
 def source_digest() -> str:
-    """SHA-256 of the kernels' source and this table: a build from other sources is stale."""
+    """SHA-256 of every kernel module (the map ``numba_kernels.py`` and the modules it
+    re-exports from, as in the Makefile's ``AOT_SOURCES``) and this table: a build from
+    other sources is stale."""
     digest = hashlib.sha256()
-    for name in ("numba_kernels.py", "aot.py"):
+    for name in ("numba_kernels.py", "numba_simd.py", "numba_blocks.py", "numba_conv_fwd.py",
+                 "numba_conv_bwd.py", "numba_pool.py", "numba_elementwise.py", "aot.py"):
         digest.update((PACKAGE_DIR / name).read_bytes())
     return digest.hexdigest()
 
 
-def load(threads) -> CompiledKernels:
-    """Import the built module for this CPU; ImportError saying how to build it if it is missing.
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    ``threads``: returns the thread count calls are cut over (read at every call).
-    """
-    if not BUILD_INFO.exists():
-        raise ImportError(f"the numba-aot backend is not built; build it with `{BUILD_COMMAND}` "
-                          "(or `make aot`; needs a C compiler)")
-    try:
-        info = json.loads(BUILD_INFO.read_text())
-        if info.get("source_sha256") != source_digest():
-            raise ImportError("it was built from other kernel sources")
-        check_cpu(info)
-        module = importlib.import_module(f"{__package__}.{MODULE}")
-    except (ImportError, ValueError, KeyError, AttributeError) as exc:
-        raise ImportError(f"cannot load the numba-aot kernels ({exc}); rebuild: {BUILD_COMMAND}") from exc
-    return CompiledKernels(module, info, threads)
+
+def build_dir() -> Path:
+    """The folder of the build: ``FASTCNN_AOT_DIR`` when set (e.g. for a read-only install),
+    else the package's own folder."""
+    return Path(os.environ.get("FASTCNN_AOT_DIR") or PACKAGE_DIR)
+
+
+BUILD_INFO = build_dir() / f"{MODULE}.json"
 
 
 def module_paths() -> list[Path]:
-    """The files of a build in the package directory (extension module and build info)."""
-    return sorted(PACKAGE_DIR.glob(f"{MODULE}.*"))
+    """The files of a build (extension module and build info) beside ``BUILD_INFO``."""
+    return sorted(BUILD_INFO.parent.glob(f"{MODULE}.*"))
 
 
 def remove_build() -> None:
     """Delete a previous build (used before rebuilding, so a failed build leaves none behind)."""
     for path in module_paths():
-        os.remove(path)
+        if path.is_file():
+            os.remove(path)
+
+
+def build_problem() -> tuple[str | None, dict | None]:
+    """``(why the build cannot be used or None, its build info)``; ``"not built"`` when there is none."""
+    extensions = [p for p in module_paths() if p != BUILD_INFO and p.suffix in (".so", ".pyd")]
+    if not BUILD_INFO.exists():
+        return ("not built" if not extensions else "incomplete (a build info file is missing)"), None
+    try:
+        info = json.loads(BUILD_INFO.read_text())
+        info["features"], info["cpu"]  # noqa: B018 - the fields every build info has
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"damaged (unreadable build info: {exc})", None
+    if info.get("source_sha256") != source_digest():
+        return "stale (built from other kernel sources)", info
+    module = BUILD_INFO.parent / str(info.get("module"))
+    if not module.is_file():
+        return f"damaged (its extension module {module.name} is missing)", info
+    # checked before the import: loading a truncated module can kill the process (SIGBUS)
+    if info.get("module_sha256") != file_digest(module):
+        return f"damaged ({module.name} is not the file that was built: truncated or overwritten)", info
+    return cpu_problem(info), info
+
+
+def _import_build(info: dict):
+    """Import the checked extension module named in ``info`` (ImportError if it cannot load)."""
+    from importlib import util
+
+    name = f"{__package__}.{MODULE}"
+    path = BUILD_INFO.parent / info["module"]
+    spec = util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not an extension module")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rebuild_in_subprocess() -> None:
+    """Run ``BUILD_COMMAND`` in a fresh interpreter (numba loads there, not here), passing its
+    report on to stderr; ImportError with the build's last lines if it fails."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FASTCNN_AOT_DIR": str(BUILD_INFO.parent)}
+    proc = subprocess.run([sys.executable, "-m", f"{__package__}.aot_build"], capture_output=True, text=True,
+                          env=env, check=False)
+    sys.stderr.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise ImportError(f"rebuilding failed: {tail}")
+
+
+def _kernels(info: dict, threads) -> CompiledKernels:
+    module = _import_build(info)
+    try:
+        return CompiledKernels(module, info, threads)
+    except AttributeError as exc:  # a build of another export table
+        raise ImportError(f"the numba-aot build lacks a kernel ({exc})") from None
+
+
+def load(threads, rebuild=rebuild_in_subprocess) -> CompiledKernels:
+    """The built kernels for this CPU. A damaged, stale or foreign build is discarded and rebuilt
+    (``rebuild``, with one warning); ImportError saying how to build when there is none.
+
+    ``threads``: returns the thread count calls are cut over (read at every call).
+    """
+    import fcntl
+    import sys
+    import warnings
+
+    problem, info = build_problem()
+    if problem == "not built":
+        raise ImportError(f"the numba-aot backend is not built; build it with `{BUILD_COMMAND}` "
+                          "(or `make aot`; needs a C compiler)")
+    if problem is None:
+        try:
+            return _kernels(info, threads)
+        except ImportError as exc:  # e.g. a truncated module file: "file too short"
+            problem = f"damaged ({exc})"
+    with open(BUILD_INFO.parent / f".{MODULE}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one rebuild at a time; another process may have done it
+        again, info = build_problem()
+        if again is None:
+            with contextlib.suppress(ImportError):
+                return _kernels(info, threads)
+        warnings.warn(f"fastcnn: the numba-aot build in {BUILD_INFO.parent} is {problem}; discarded it and "
+                      "rebuilding it for this CPU (about a minute, once)", RuntimeWarning, stacklevel=3)
+        print("fastcnn: rebuilding the numba-aot kernels...", file=sys.stderr, flush=True)
+        remove_build()
+        try:
+            rebuild()
+            again, info = build_problem()
+            if again is not None:
+                raise ImportError(f"the new build is {again}")
+            return _kernels(info, threads)
+        except ImportError as exc:
+            raise ImportError(f"the numba-aot build was {problem}, and rebuilding it failed ({exc}). "
+                              f"Build it by hand with `{BUILD_COMMAND}` (or `make aot`; needs a C compiler)"
+                              ) from None

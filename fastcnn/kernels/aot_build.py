@@ -6,8 +6,9 @@ setuptools and a C compiler at build time; the result needs only NumPy.
 Every (kernel, dtype) of ``fastcnn.kernels.aot.KERNELS`` is compiled by numba's
 ``pycc`` from the same Python functions the JIT backend runs, with
 ``target_cpu="host"`` (pycc's default, generic x86-64, has no AVX). The module
-is compiled in a temporary directory and moved into the package only when the
-build succeeded; the build-info file, written last, is what marks it usable.
+is compiled in a temporary directory and moved into the package (or
+``FASTCNN_AOT_DIR``) only when the build succeeded; the build-info file,
+written last, is what marks it usable.
 The exports release the GIL, so ``aot`` can cut each call over several threads.
 """
 
@@ -24,6 +25,21 @@ import warnings
 from pathlib import Path
 
 from . import aot
+
+#: numba versions this build is tested with, as [first, stop): pycc is pending deprecation
+#: upstream and the build swaps one of its classes (``_releasing_the_gil``); docs/numba_aot.md
+TESTED_NUMBA = ((0, 59), (0, 69))
+
+
+def numba_version_problem(version: str) -> str | None:
+    """Why the build should not trust numba ``version`` (None when it is a tested one)."""
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    first, stop = TESTED_NUMBA
+    if len(parts) == 2 and first <= parts < stop:
+        return None
+    return (f"numba {version} is not among the versions this build is tested with "
+            f"({first[0]}.{first[1]} up to {stop[0]}.{stop[1]}, not included; numba.pycc is pending "
+            "deprecation upstream, see docs/numba_aot.md); build anyway with --any-numba")
 
 
 @contextlib.contextmanager
@@ -51,19 +67,28 @@ def _releasing_the_gil():
         compiler.Flags = plain
 
 
-def build(verbose: bool = False) -> dict:
-    """Compile every build of ``aot.KERNELS`` into the package; return the build info written."""
-    with warnings.catch_warnings():  # pycc is pending deprecation upstream; it still works
-        warnings.simplefilter("ignore")
-        import numba
-        from llvmlite import binding
+def build(verbose: bool = False, any_numba: bool = False) -> dict:
+    """Compile every build of ``aot.KERNELS`` into the package; return the build info written.
+
+    numba's pending-deprecation warning for pycc is shown once, on stderr.
+    """
+    import numba
+    from llvmlite import binding
+
+    problem = numba_version_problem(numba.__version__)
+    if problem and not any_numba:
+        raise RuntimeError(problem)
+    with warnings.catch_warnings():
+        warnings.simplefilter("once", PendingDeprecationWarning)  # shown, once
+        warnings.simplefilter("once", DeprecationWarning)
         from numba.pycc import CC
 
     from . import numba_kernels
 
+    aot.BUILD_INFO.parent.mkdir(parents=True, exist_ok=True)
     aot.remove_build()
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=aot.PACKAGE_DIR) as tmp:
+    with tempfile.TemporaryDirectory(dir=aot.BUILD_INFO.parent) as tmp:
         cc = CC(aot.MODULE)
         cc.output_dir = tmp
         cc.target_cpu = "host"
@@ -71,11 +96,11 @@ def build(verbose: bool = False) -> dict:
         for kernel, code in aot.builds():
             function = getattr(numba_kernels, kernel).py_func
             cc.export(aot.export_name(kernel, code), aot.signature(kernel, code))(function)
-        with warnings.catch_warnings(), _releasing_the_gil():
-            warnings.simplefilter("ignore")
+        with _releasing_the_gil():
             cc.compile()
         (built,) = Path(tmp).glob(f"{aot.MODULE}.*")
-        os.replace(built, aot.PACKAGE_DIR / built.name)
+        module_file = aot.BUILD_INFO.parent / built.name
+        os.replace(built, module_file)
     features = binding.get_host_cpu_features()
     info = {
         "cpu": binding.get_host_cpu_name(),
@@ -83,6 +108,8 @@ def build(verbose: bool = False) -> dict:
         "wide": bool(numba_kernels._WIDE),
         "numba": numba.__version__,
         "source_sha256": aot.source_digest(),
+        "module": module_file.name,
+        "module_sha256": aot.file_digest(module_file),  # a truncated module would crash its importer
         "kernels": [list(b) for b in aot.builds()],
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -95,11 +122,13 @@ def build(verbose: bool = False) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="print pycc's compile steps")
+    parser.add_argument("--any-numba", action="store_true",
+                        help="build with a numba version the build is not tested with")
     args = parser.parse_args(argv)
     print(f"fastcnn: compiling {len(aot.builds())} kernel builds ahead of time (about a minute)...",
           flush=True)
     try:
-        info = build(args.verbose)
+        info = build(args.verbose, args.any_numba)
     except Exception as exc:  # noqa: BLE001 - any failure: say so, leave no build behind
         aot.remove_build()
         print(f"fastcnn: numba-aot build failed: {type(exc).__name__}: {exc}", file=sys.stderr)

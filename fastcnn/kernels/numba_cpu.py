@@ -9,8 +9,11 @@ The contract functions come from ``numba_host.NumbaHost``, shared with the
 
 from __future__ import annotations
 
-from . import numba_kernels
+from . import numba_kernels, numba_safety
 from .numba_host import NumbaHost
+
+numba_safety.load_tbb()  # fork-safe threads: numba picks TBB when its pool starts
+numba_safety.guard_caches(__package__)  # a damaged cache entry recompiles instead of failing
 
 num_threads = numba_kernels.num_threads
 
