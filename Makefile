@@ -27,8 +27,14 @@ aot: $(AOT_INFO)
 $(AOT_INFO): $(STAMP) $(AOT_SOURCES)
 	-$(BIN)/python -m fastcnn.kernels.aot_build
 
+# every run in a new random order (pytest-randomly); `make test SEED=N` repeats one
+ifndef SEED
+SEED := $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
+endif
+
 test: venv aot
-	$(BIN)/python -m pytest -q
+	@echo "test order: --randomly-seed=$(SEED) (repeat it: make test SEED=$(SEED))"
+	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$(SEED)
 
 demo: venv
 	$(BIN)/fastcnn train

@@ -55,6 +55,7 @@ def main(argv=None) -> None:
     geo = conv_geometry(shape, ks, ks, 1, pad)
     g_y = rng.standard_normal((shape[0], geo.yh, geo.yw, ychn)).astype(np.float32)
     print(f"workload {args.workload}, numba threads {numba_cpu.num_threads()}")
+    numba = numba_cpu.BACKEND
 
     for backend in ("numba", "numpy"):
 
@@ -84,12 +85,12 @@ def main(argv=None) -> None:
         "numpy: gemm cols.T @ g (g_k)": best(lambda: cols.T @ g),
         "numpy: gemm g @ k.T (g_x cols)": best(lambda: g @ kf.T),
         "numpy: scatter undo_ext_regions": best(lambda: im2col.undo_ext_regions(gcols, x.shape, geo)),
-        "numba: gather ext_regions (parallel, for comparison)": best(lambda: numba_cpu.ext_regions(x, geo)),
+        "numba: gather ext_regions (parallel, for comparison)": best(lambda: numba.ext_regions(x, geo)),
         "numba: scatter undo_ext_regions (parallel)": best(
-            lambda: numba_cpu.undo_ext_regions(gcols, x.shape, geo)
+            lambda: numba.undo_ext_regions(gcols, x.shape, geo)
         ),
-        "numba: conv2d_forward (whole kernel)": best(lambda: numba_cpu.conv2d_forward(x, k, b, geo)),
-        "numba: conv2d_backward (whole kernel)": best(lambda: numba_cpu.conv2d_backward(g_y, x, k, geo)),
+        "numba: conv2d_forward (whole kernel)": best(lambda: numba.conv2d_forward(x, k, b, geo)),
+        "numba: conv2d_backward (whole kernel)": best(lambda: numba.conv2d_backward(g_y, x, k, geo)),
     }
     width = max(map(len, parts))
     for name, t in parts.items():

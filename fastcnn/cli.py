@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import runtime
 from .train import TrainingDiverged
 from .zoo import DEMO_TRAIN
 
@@ -96,8 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="fastcnn", description="A from-scratch CNN library with Numba CPU kernels.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    process = _Parser(add_help=False)  # options of every command
+    process.add_argument("--no-process-policy", dest="process_policy", action="store_false",
+                         help="leave this process as it is: no OMP_WAIT_POLICY, no allocator setting "
+                         "(fastcnn.runtime, docs/runtime.md)")
 
-    train = sub.add_parser("train", help="train a model, write report, params and plots to a run folder")
+    train = sub.add_parser("train", parents=[process],
+                           help="train a model, write report, params and plots to a run folder")
     train.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET)
     train.add_argument("--data-path", help="dataset folder (mnist, flowers, office31); nothing downloads")
     arch = train.add_mutually_exclusive_group()
@@ -120,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--raw-pixels", action="store_true", help="feed raw 0..255 pixels (the seed's parity)")
     train.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
 
-    bench = sub.add_parser("bench", help="compare kernel backends on a few workloads (markdown table)")
+    bench = sub.add_parser("bench", parents=[process],
+                           help="compare kernel backends on a few workloads (markdown table)")
     bench.add_argument("--backends", default=None,
                        help="comma-separated backend names (default: every one that loads here, of "
                        + ", ".join(BACKENDS) + ")")
@@ -317,10 +324,20 @@ def cmd_bench(args) -> int:
 COMMANDS = {"train": cmd_train, "bench": cmd_bench}
 
 
+def apply_process_policy(args) -> None:
+    """The command owns its process: apply ``fastcnn.runtime``'s policy, or switch it off
+    (``--no-process-policy``) so that training does not apply it either."""
+    if args.process_policy:
+        runtime.apply_policy()
+    else:
+        runtime.set_policy(enabled=False)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastcnn`` command; bad arguments exit with status 2."""
     try:
         args = build_parser().parse_args(argv)
+        apply_process_policy(args)
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"fastcnn: error: {exc}", file=sys.stderr)

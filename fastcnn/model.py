@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernels, params_io
+from . import kernels, params_io, runtime
 from . import report as rep
 from .hconfig import LayerSpec, parse_hconfigs
-from .heap import retain_freed_buffers
+from .kernels.ops import Ops
 from .layers import build_layers
 from .modes import make_mode
-from .optim import Adam, make_optimizer
-from .parallel import single_threaded_blas
+from .optim import make_optimizer
+from .steps import plan_steps
 from .train import History, run_training
 from .workspace import Workspace
 
@@ -83,7 +83,6 @@ class CnnModel:
         if init not in INITS and (isinstance(init, (str, bool)) or not isinstance(init, (int, float))
                                   or not init > 0):
             raise ValueError(f"init must be 'he', 'seed' or a positive float std, got {init!r}")
-        retain_freed_buffers()  # no fresh pages per training step (see fastcnn.heap)
         self.name, self.dataset, self.show_maps = name, dataset, bool(show_maps)
         self.backend, self.dtype, self.seed = backend, np.dtype(dtype), seed
         self.mode = make_mode(mode, dataset)
@@ -91,15 +90,19 @@ class CnnModel:
         specs = parse_hconfigs(hconfigs)
         specs.append(LayerSpec(len(specs), "full", {"width": int(dataset.output_count), "actfunc": "none"}))
         self.input_shape = tuple(dataset.input_shape)
-        self.layers = build_layers(specs, self.input_shape, backend=backend, dtype=self.dtype,
+        #: the backend, bound once: what the layers and the optimizer call (``kernels.ops``)
+        self.ops = Ops.bind(backend)
+        self.layers = build_layers(specs, self.input_shape, ops=self.ops, dtype=self.dtype,
                                    rng=np.random.default_rng(seed), init=init)
+        #: the units the training step runs (one layer each; the seam for fused layers)
+        self.steps = plan_steps(self.layers, self.ops)
         #: flat view of every parameter array, keyed ``layer03_conv/k`` (same arrays as the layers')
         self.params = {f"{layer.key}/{n}": a for layer in self.layers for n, a in layer.params.items()}
-        self.workspace = Workspace() if kernels.WRITES_INTO_OUT[backend] else None
+        self.workspace = Workspace() if self.ops.writes_into_out else None
         self._workspace_lock = threading.Lock()  # one step at a time owns the workspace
         self.optimizer = make_optimizer(optimizer, use_adam)
-        if isinstance(self.optimizer, Adam):
-            self.optimizer.step_fn = kernels.get_backend(backend).adam_update
+        if callable(getattr(self.optimizer, "bind", None)):
+            self.optimizer.bind(self.ops)  # Adam: the backend's fused update
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{la.spec.type}{list(la.output_shape)}" for la in self.layers)
@@ -112,17 +115,19 @@ class CnnModel:
 
     # -- forward / backward ------------------------------------------------------
     def _input(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=self.dtype)
-        if x.shape[1:] != self.input_shape:
+        """``x`` checked once per call (the layers do not check again): the model's input
+        shape, dtype, C-contiguous, at least one sample."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape or x.shape[0] == 0:
             expected = ", ".join(map(str, self.input_shape))
-            raise ValueError(f"input has shape {x.shape}; the model expects [mb, {expected}]")
+            raise ValueError(f"input has shape {x.shape}; the model expects [mb, {expected}] with mb >= 1")
         return x
 
     def _threads(self):
         """On the numba backends BLAS runs single-threaded (``kernels.SINGLE_THREADED_BLAS``,
-        ``fastcnn.parallel``); other backends keep BLAS's own threads."""
+        ``fastcnn.runtime``); other backends keep BLAS's own threads."""
         single = kernels.SINGLE_THREADED_BLAS[self.backend]
-        return single_threaded_blas() if single else contextlib.nullcontext()
+        return runtime.single_threaded_blas() if single else contextlib.nullcontext()
 
     def forward(self, x, maps: list | None = None):
         """Output layer values ``[mb, outputs]`` and every layer's aux (for backward).
@@ -132,13 +137,19 @@ class CnnModel:
         return self._forward(x, maps, None)
 
     def _forward(self, x, maps, workspace):
+        """Run the steps (with ``maps``: the layers one by one, keeping each map)."""
         auxes = []
         x = self._input(x)
         with self._threads():
+            if maps is None:
+                for step in self.steps:
+                    x, aux = step.forward(x, workspace)
+                    auxes.append(aux)
+                return x, auxes
             for layer in self.layers:
                 x, aux = layer.forward(x, workspace)
                 auxes.append(aux)
-                if maps is not None and layer.makes_maps:
+                if layer.makes_maps:
                     maps.append((layer.key, x))
         return x, auxes
 
@@ -155,11 +166,9 @@ class CnnModel:
         loss, g = self.mode.loss_grad(output, np.asarray(y, dtype=self.dtype))
         grads = {}
         with self._threads():
-            for i in reversed(range(len(self.layers))):
-                layer = self.layers[i]
-                g, layer_grads = layer.backward(g, auxes[i], input_grad=input_grad or i > 0,
-                                                workspace=workspace)
-                grads.update({f"{layer.key}/{n}": gv for n, gv in layer_grads.items()})
+            for i in reversed(range(len(self.steps))):
+                g, step_grads = self.steps[i].backward(g, auxes[i], input_grad or i > 0, workspace)
+                grads.update(step_grads)
         return loss, grads, g, output
 
     def compute_step(self, x, y, *, reuse_grads: bool = False):

@@ -2,7 +2,10 @@
 
 ``update(params, grads)`` takes two dicts keyed alike (``'layer03_conv/k'`` ->
 array) and updates ``params`` in place; the optimizer keeps its own state
-(velocities, moments, step count) keyed the same way.
+(velocities, moments, step count) keyed the same way. A model hands its
+optimizer its bound backend once (``bind(ops)``): Adam then runs that
+backend's fused update (numba: one pass over each array, on every core); an
+optimizer no model has bound runs NumPy's.
 """
 
 from __future__ import annotations
@@ -15,8 +18,15 @@ from .kernels import elementwise
 class Optimizer:
     """Base: a learning rate and an in-place ``update``."""
 
+    #: the elementwise steps the update runs (``fastcnn.kernels.ops.Ops``; NumPy's until bound)
+    ops = elementwise
+
     def __init__(self, lr: float = 0.01):
         self.lr = float(lr)
+
+    def bind(self, ops) -> None:
+        """Run the updates with ``ops``' elementwise steps (a model binds its backend's)."""
+        self.ops = ops
 
     def update(self, params: dict, grads: dict) -> None:
         raise NotImplementedError
@@ -88,8 +98,6 @@ class Adam(Optimizer):
         self.iter = 0
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
-        #: the elementwise step; ``CnnModel`` swaps in its backend's (numba: one fused pass)
-        self.step_fn = elementwise.adam_update
 
     def update(self, params, grads):
         self.iter += 1
@@ -97,7 +105,7 @@ class Adam(Optimizer):
         for key, g in grads.items():
             m = _state(self.m, key, params[key])
             v = _state(self.v, key, params[key])
-            self.step_fn(params[key], g, m, v, lr_t, self.beta1, self.beta2, self.eps)
+            self.ops.adam_update(params[key], g, m, v, lr_t, self.beta1, self.beta2, self.eps)
 
 
 #: name -> optimizer class (the seed's ``optimizer_class_dict``)

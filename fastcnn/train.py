@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import report as rep
+from . import runtime
 
 #: validation sample size per epoch (the seed's 100)
 VALIDATE_COUNT = 100
@@ -108,8 +109,13 @@ def _show_progress(progress) -> bool:
 
 
 def run_training(model, epoch_count, batch_size, learning_rate, report, progress=None) -> History:
-    """Train ``model`` on its dataset; see ``CnnModel.train``."""
+    """Train ``model`` on its dataset; see ``CnnModel.train``.
+
+    Applies the process policy first (``fastcnn.runtime.apply_policy``: once per process,
+    nothing after ``runtime.set_policy(enabled=False)``).
+    """
     _check_args(epoch_count, batch_size, learning_rate, report)
+    runtime.apply_policy()
     ds, name = model.dataset, model.name
     model.optimizer.lr = float(learning_rate)
     batch_count = max(1, ds.train_count // batch_size)

@@ -1,4 +1,4 @@
-"""A fixed seed trains to bit-identical parameters with 1 and with 2 numba threads.
+"""A fixed seed trains to bit-identical parameters with 1 and with 2 threads (``fastcnn.runtime``).
 
 The numba kernels split work by image (or image row) and reduce ``g_k``/``g_b``
 through per-image partial sums added in image order, and the numba backend runs
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastcnn import CnnModel
+from fastcnn import CnnModel, runtime
 from fastcnn.datasets.base import ArrayDataset
 
 numba = pytest.importorskip("numba")
@@ -35,13 +35,13 @@ def digits_subset() -> ArrayDataset:
 
 
 def train_with_threads(threads: int) -> dict[str, np.ndarray]:
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
+    runtime.set_num_threads(threads)
     try:
         model = CnnModel("det", digits_subset(), None, HCONFIGS, backend="numba", seed=3)
         model.train(epoch_count=2, batch_size=32, learning_rate=0.003, progress=False)
+        assert numba.get_num_threads() == threads  # the model ran on the count set
     finally:
-        numba.set_num_threads(previous)
+        runtime.set_num_threads(None)
     return {key: value.copy() for key, value in model.params.items()}
 
 

@@ -4,7 +4,10 @@ Each public function validates its arguments (rank, channels, dtype, geometry)
 and raises ``ValueError``/``TypeError`` naming the argument at fault, then
 hands contiguous arrays and normalized geometry to one backend module.
 Backend modules (``adhoc``, ``better``, ``im2col``, ``numba_cpu``, ``numba_aot``) all define
-the same internal functions; see ``BACKEND_FUNCTIONS`` for their signatures.
+the same internal functions (the numba ones as methods of the ``NumbaHost`` they name
+``BACKEND``); see ``BACKEND_FUNCTIONS`` for their signatures. Each declares its own
+capabilities (``CAPABILITIES``). A model binds its backend once (``ops.Ops``) and
+calls those functions without the checks made here.
 
 The six conv and pooling functions take ``out=``: an array the result is
 written into (and which is returned), checked here before any backend code
@@ -15,6 +18,7 @@ others the result is computed as usual and copied into ``out``.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from types import ModuleType
 
 import numpy as np
@@ -50,30 +54,32 @@ BACKENDS: dict[str, str] = {
 }
 DEFAULT_BACKEND = "numba"
 
+class _Capability(Mapping):
+    """backend name -> one capability the backend declares itself (an attribute of its
+    module or object, read when asked: asking loads that backend)."""
+
+    def __init__(self, attribute: str):
+        self.attribute = attribute
+
+    def __getitem__(self, name: str) -> bool:
+        return bool(getattr(get_backend(name), self.attribute))
+
+    def __iter__(self):
+        return iter(BACKENDS)
+
+    def __len__(self) -> int:
+        return len(BACKENDS)
+
+
 #: backend name -> True if its six conv/pool functions take ``out=None`` and
 #: write the result into ``out`` themselves (no extra array, no copy); False:
 #: the dispatcher copies the backend's fresh result into ``out``. Only the
 #: backends marked True gain from reusing output buffers (``fastcnn.workspace``).
-WRITES_INTO_OUT: dict[str, bool] = {
-    "numba": True,
-    "numba-aot": True,
-    "numpy": False,
-    "better": False,
-    "adhoc": False,
-}
-#: backend name -> True if models on it run BLAS single-threaded (``fastcnn.parallel``):
-#: the numba kernels own the cores, and the dense layers' products then give the
-#: same bits whatever BLAS's thread count (``matmul`` splits them in fixed pieces).
-SINGLE_THREADED_BLAS: dict[str, bool] = {
-    "numba": True,
-    "numba-aot": True,
-    "numpy": False,
-    "better": False,
-    "adhoc": False,
-}
-for _table in (WRITES_INTO_OUT, SINGLE_THREADED_BLAS):
-    if _table.keys() != BACKENDS.keys():  # pragma: no cover - a table out of step
-        raise ImportError("WRITES_INTO_OUT and SINGLE_THREADED_BLAS must list every backend in BACKENDS")
+WRITES_INTO_OUT = _Capability("WRITES_INTO_OUT")
+#: backend name -> True if models on it run BLAS single-threaded: the numba kernels
+#: own the cores, and the dense layers' products then give the same bits whatever
+#: BLAS's thread count (``matmul`` splits them in fixed pieces).
+SINGLE_THREADED_BLAS = _Capability("SINGLE_THREADED_BLAS")
 
 #: The internal functions every backend module defines. Arrays arrive
 #: C-contiguous with one float dtype; geometry arrives resolved.
@@ -111,6 +117,9 @@ BACKEND_FUNCTIONS = (
     "matmul",
 )
 
+#: what every backend declares about itself (bools; see WRITES_INTO_OUT, SINGLE_THREADED_BLAS)
+CAPABILITIES = ("WRITES_INTO_OUT", "SINGLE_THREADED_BLAS")
+
 _loaded: dict[str, ModuleType] = {}
 
 
@@ -124,7 +133,8 @@ def backend_available(name: str) -> bool:
 
 
 def get_backend(name: str) -> ModuleType:
-    """Return the backend module for ``name``, checking it implements the contract.
+    """Return the backend for ``name``, checking it implements the contract: its module,
+    or the object the module names ``BACKEND`` (the numba backends' ``NumbaHost``).
 
     ImportError if it cannot load here (e.g. ``numba-aot`` not built), saying why.
     """
@@ -133,11 +143,13 @@ def get_backend(name: str) -> ModuleType:
     if name in _loaded:
         return _loaded[name]
     module = importlib.import_module(BACKENDS[name])
-    missing = [f for f in BACKEND_FUNCTIONS if not callable(getattr(module, f, None))]
+    backend = getattr(module, "BACKEND", module)
+    missing = [f for f in BACKEND_FUNCTIONS if not callable(getattr(backend, f, None))]
+    missing += [c for c in CAPABILITIES if not isinstance(getattr(backend, c, None), bool)]
     if missing:
         raise ImportError(f"backend {name!r} ({module.__name__}) lacks {', '.join(missing)}")
-    _loaded[name] = module
-    return module
+    _loaded[name] = backend
+    return backend
 
 
 # --------------------------------------------------------------------------
@@ -226,7 +238,7 @@ def _into(out, result: np.ndarray) -> np.ndarray:
 
 def _call(backend: str, fn, *args, out=None):
     """Run a backend function with ``out`` handled as ``WRITES_INTO_OUT`` says."""
-    if out is not None and WRITES_INTO_OUT[backend]:
+    if out is not None and get_backend(backend).WRITES_INTO_OUT:
         return fn(*args, out=out)
     return _into(out, fn(*args))
 
@@ -284,7 +296,7 @@ def conv2d_backward(g_y, x, k, stride=1, padding="same", *, input_grad: bool = T
     if out is not None and not input_grad:
         raise ValueError("out receives g_x, which input_grad=False skips: pass out=None")
     out = _out(out, x.shape, x.dtype, {"g_y": g_y0, "x": x0, "k": k0})
-    if out is not None and WRITES_INTO_OUT[backend]:
+    if out is not None and impl.WRITES_INTO_OUT:
         return impl.conv2d_backward(g_y, x, k, geo, input_grad, out=out)
     g_x, g_k, g_b = impl.conv2d_backward(g_y, x, k, geo, input_grad)
     return (_into(out, g_x) if input_grad else None), g_k, g_b

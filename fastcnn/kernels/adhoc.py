@@ -18,6 +18,10 @@ import numpy as np
 from .elementwise import adam_update, matmul, relu_backward, relu_forward  # noqa: F401  (shared NumPy steps)
 from .shapes import ConvGeometry, PoolGeometry
 
+#: capabilities (``fastcnn.kernels.ops``): returns new arrays; BLAS keeps its own threads
+WRITES_INTO_OUT = False
+SINGLE_THREADED_BLAS = False
+
 
 def conv2d_forward(x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """Convolution by seven nested loops.

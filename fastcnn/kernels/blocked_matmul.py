@@ -1,6 +1,6 @@
 """``a @ b`` on two cores while BLAS stays single-threaded: fixed pieces.
 
-On the numba backend BLAS runs single-threaded (see ``fastcnn.parallel``), which
+On the numba backend BLAS runs single-threaded (see ``fastcnn.runtime``), which
 left the dense layers' matmuls on one core. Here the rows of the product are cut
 (or the columns) into ``BLOCKS`` pieces, each its own BLAS call writing into its
 slice of the output, and the pieces run on ``workers``' thread pool (NumPy releases
@@ -15,8 +15,9 @@ import numpy as np
 
 from . import workers
 
-#: pieces per product (fixed: 4 pieces measured slower than 2 on 2 cores, because
-#: every piece packs its own copy of the operand that is not cut)
+#: pieces per product: a fixed cut, not a thread count (``fastcnn.runtime`` explains why;
+#: 4 pieces measured slower than 2 on 2 cores, because every piece packs its own copy
+#: of the operand that is not cut)
 BLOCKS = 2
 #: products below this many flops run as one call (handing work to a thread costs ~20 us)
 MIN_FLOPS = 8_000_000

@@ -11,9 +11,9 @@ import numpy as np
 
 
 def relu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``max(x, 0)``, written into ``out``, or without it into ``x`` (a fresh
-    pre-activation the caller gives up)."""
-    return np.maximum(x, 0, out=x if out is None else out)
+    """``max(x, 0)`` into ``out`` (which may be ``x`` itself: a fresh pre-activation the
+    caller gives up), or a new array."""
+    return np.maximum(x, 0, out=out)
 
 
 def relu_backward(g_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -16,6 +16,10 @@ import numpy as np
 from .elementwise import adam_update, matmul, relu_backward, relu_forward  # noqa: F401  (shared NumPy steps)
 from .shapes import ConvGeometry, PoolGeometry
 
+#: capabilities (``fastcnn.kernels.ops``): returns new arrays; BLAS keeps its own threads
+WRITES_INTO_OUT = False
+SINGLE_THREADED_BLAS = False
+
 
 def get_ext_regions(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """Receptive fields of padded x, in the seed's layout.

@@ -9,14 +9,14 @@ The contract functions come from ``numba_host.NumbaHost``, shared with the
 
 from __future__ import annotations
 
+from .. import runtime
 from . import numba_kernels, numba_safety
 from .numba_host import NumbaHost
 
 numba_safety.load_tbb()  # fork-safe threads: numba picks TBB when its pool starts
 numba_safety.guard_caches(__package__)  # a damaged cache entry recompiles instead of failing
 
-num_threads = numba_kernels.num_threads
+num_threads = runtime.num_threads  # one count for every backend (numba's own: runtime syncs it)
 
-_HOST = NumbaHost(numba_kernels, wide=numba_kernels._WIDE, threads=num_threads)
-
-globals().update(_HOST.contract())  # conv2d_forward, ..., matmul: the kernel contract
+#: the backend: the contract functions are its methods (``NumbaHost``)
+BACKEND = NumbaHost(numba_kernels, wide=numba_kernels._WIDE, threads=num_threads)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..parallel import single_threaded_blas
+from ..runtime import single_threaded_blas
 from . import blocked_matmul
 from .shapes import ConvGeometry, PoolGeometry
 
@@ -57,7 +57,15 @@ class NumbaHost:
     any CPU; the backends pass this CPU's (``numba_kernels._WIDE``). The dispatch
     table is in ``numba_kernels``. ``threads``: returns the thread count the dense
     products split over.
+
+    An instance is a backend (``fastcnn.kernels.get_backend``): its methods are the
+    contract functions, with the capabilities below.
     """
+
+    #: writes results into a given ``out`` itself (``fastcnn.kernels.ops``)
+    WRITES_INTO_OUT = True
+    #: the kernels own the cores: models run BLAS single-threaded around them
+    SINGLE_THREADED_BLAS = True
 
     def __init__(self, kernels, *, wide: bool, threads: Callable[[], int]):
         self.k = kernels
@@ -65,13 +73,6 @@ class NumbaHost:
         self.threads = threads
         # one-input-channel backward: channels padded for 5-wide g_x and 3- (or 2-) wide g_k blocks
         self.c1_chn = 15 if self.wide else 10
-
-    def contract(self) -> dict:
-        """{name: bound method} for every function of the kernel contract
-        (``fastcnn.kernels.BACKEND_FUNCTIONS``): a backend module's public names."""
-        from . import BACKEND_FUNCTIONS
-
-        return {name: getattr(self, name) for name in BACKEND_FUNCTIONS}
 
     # ----------------------------------------------------------------------
     # convolution
@@ -161,7 +162,7 @@ class NumbaHost:
         """Stride > 1: parallel im2col gather, one sgemm (into ``out`` if given), bias."""
         cols = self.ext_regions(x, geo)
         y = None if out is None else out.reshape(cols.shape[0], k.shape[3])
-        with single_threaded_blas():  # the kernels own the cores (see fastcnn.parallel)
+        with single_threaded_blas():  # the kernels own the cores (see fastcnn.runtime)
             y = np.matmul(cols, k.reshape(-1, k.shape[3]), out=y)
         y += b
         return y.reshape(x.shape[0], geo.yh, geo.yw, k.shape[3]) if out is None else out
@@ -171,7 +172,7 @@ class NumbaHost:
         g = g_y.reshape(-1, k.shape[3])
         k_flat = k.reshape(-1, k.shape[3])
         cols = self.ext_regions(x, geo)
-        with single_threaded_blas():  # the kernels own the cores (see fastcnn.parallel)
+        with single_threaded_blas():  # the kernels own the cores (see fastcnn.runtime)
             g_k = (cols.T @ g).reshape(k.shape)
             g_cols = None if not input_grad else np.ascontiguousarray(g @ k_flat.T)
         if not input_grad:
@@ -237,7 +238,7 @@ class NumbaHost:
     def relu_forward(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``max(x, 0)`` in one pass, into ``out`` or a new array (see ``_relu``).
 
-        ``out``: C-contiguous, writeable, the shape and dtype of x, not overlapping x.
+        ``out``: C-contiguous, writeable, the shape and dtype of x; x itself, or not overlapping it.
         """
         x = np.ascontiguousarray(x)
         out = _elementwise_out(out, x)

@@ -2,9 +2,10 @@
 
 The dense layers' products (``blocked_matmul``) and the ``numba-aot`` kernels
 (``aot``) cut their work into fixed pieces and run them here: the caller runs
-the first piece itself, pool threads the others. The pool is made once (its
-threads start on first use) and made anew in a forked child, which has none of
-the parent's threads.
+the first piece itself, pool threads the others. The pool has
+``fastcnn.runtime.num_threads() - 1`` threads (they start on first use); it is
+made anew when that count changes, and in a forked child, which has none of the
+parent's threads.
 """
 
 from __future__ import annotations
@@ -12,25 +13,32 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from .. import runtime
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _pool_lock = threading.Lock()
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
-                                       thread_name_prefix="fastcnn-worker")
-        return _pool
+def _submit(pieces: list[Callable[[], None]]) -> list[Future]:
+    """Hand ``pieces`` to the pool, of ``runtime.num_threads() - 1`` threads (at least one)."""
+    global _pool, _pool_size
+    size = max(1, runtime.num_threads() - 1)
+    with _pool_lock:  # held while submitting: a resize never shuts the pool down in between
+        if _pool is None or _pool_size != size:
+            if _pool is not None:  # pieces already handed to it still run; their callers wait for them
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="fastcnn-worker")
+            _pool_size = size
+        return [_pool.submit(piece) for piece in pieces]
 
 
 def _forget_pool_in_child() -> None:
     """A forked child has none of the parent's worker threads: start a new pool there."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -45,7 +53,7 @@ def run(pieces: list[Callable[[], None]]) -> None:
     if len(pieces) == 1:
         pieces[0]()
         return
-    futures = [_executor().submit(piece) for piece in pieces[1:]]
+    futures = _submit(pieces[1:])
     error = None
     try:
         pieces[0]()

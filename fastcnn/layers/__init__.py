@@ -18,8 +18,8 @@ LAYERS: dict[str, type[Layer]] = {"full": Dense, "conv": Conv2D, "max": MaxPool,
 def build_layers(specs: list[LayerSpec], input_shape, **options) -> list[Layer]:
     """Instantiate ``specs`` in order, each from the previous layer's output shape.
 
-    ``options`` (backend, dtype, rng, init) go to every layer; parameters are
-    drawn from ``rng`` in layer order.
+    ``options`` (ops: the model's bound backend, dtype, rng, init) go to every
+    layer; parameters are drawn from ``rng`` in layer order.
     """
     layers = []
     shape = tuple(input_shape)

@@ -1,8 +1,10 @@
 """What every layer shares: its spec, shapes, parameters and activation.
 
-A layer is built from a validated ``LayerSpec`` and the shape of its input
-(one sample, no batch axis). It owns its parameter arrays in ``params`` and
-provides ``forward(x, workspace=None) -> (y, aux)`` and
+A layer is built from a validated ``LayerSpec``, the shape of its input (one
+sample, no batch axis) and its model's bound backend, ``ops``
+(``fastcnn.kernels.ops.Ops``): it resolves its geometry once, when built, and
+then calls the backend's functions with no checks per call. It owns its
+parameter arrays in ``params`` and provides ``forward(x, workspace=None) -> (y, aux)`` and
 ``backward(g_y, aux, input_grad=True, workspace=None) -> (g_x, grads)``;
 backward never updates weights (the optimizer does).
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels
 from ..hconfig import LayerSpec
 from .activations import ACTIVATIONS, INIT_GAIN
 
@@ -45,18 +46,19 @@ class Layer:
     #: True for conv and pooling layers (their outputs are feature maps)
     makes_maps = False
 
-    def __init__(self, spec: LayerSpec, input_shape: tuple, *, backend: str, dtype, rng, init):
+    def __init__(self, spec: LayerSpec, input_shape: tuple, *, ops, dtype, rng, init):
         self.spec = spec
         self.input_shape = tuple(input_shape)
-        self.backend = backend
+        self.ops = ops
         self.dtype = np.dtype(dtype)
         self.act, self.act_derv = ACTIVATIONS[spec.actfunc]
-        if spec.actfunc == "relu":
-            # the backend's ReLU: one pass over the fresh pre-activation (which it may reuse), one back
-            impl = kernels.get_backend(backend)
-            self.act, self._relu_backward = impl.relu_forward, impl.relu_backward
         self.params: dict[str, np.ndarray] = {}
         self.output_shape = self.build(rng, init)
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend this layer's model runs on."""
+        return self.ops.name
 
     @property
     def key(self) -> str:
@@ -97,12 +99,14 @@ class Layer:
         return self.buffer(workspace, name, shape)
 
     def activate(self, v: np.ndarray, workspace=None) -> np.ndarray:
-        """The activation of ``v``; ReLU writes into a workspace array when there is one.
+        """The activation of the fresh pre-activation ``v``: the backend's ReLU writes into a
+        workspace array when there is one, else into ``v`` itself (nothing else holds it).
 
         (Other activations are NumPy expressions that allocate their result.)
         """
         if self.spec.actfunc == "relu":
-            return self.act(v, out=self.buffer(workspace, "act", v.shape))
+            out = self.buffer(workspace, "act", v.shape)
+            return self.ops.relu_forward(v, out=v if out is None else out)
         return self.act(v)
 
     def grad_activation(self, g_y: np.ndarray, y: np.ndarray, workspace=None) -> np.ndarray:
@@ -111,7 +115,7 @@ class Layer:
             return g_y
         if self.spec.actfunc == "relu":
             # the pre-activation's array is free again (only ReLU's output is kept for backward)
-            return self._relu_backward(g_y, y, out=self.buffer(workspace, PRE_ACTIVATION, y.shape))
+            return self.ops.relu_backward(g_y, y, out=self.buffer(workspace, PRE_ACTIVATION, y.shape))
         return (g_y * self.act_derv(y)).astype(self.dtype, copy=False)
 
     def needs_image(self) -> tuple[int, int, int]:

@@ -1,10 +1,9 @@
-"""Convolution layer over NHWC inputs; the arithmetic lives in ``fastcnn.kernels``."""
+"""Convolution layer over NHWC inputs; the arithmetic is the backend's (``self.ops``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels
 from ..hconfig import padding, pair, positive_int
 from ..kernels.shapes import conv_geometry
 from .base import PRE_ACTIVATION, Layer
@@ -21,8 +20,8 @@ class Conv2D(Layer):
         ychn = positive_int(self.spec, "chn")
         self.stride = pair(self.spec, "stride", 1)
         self.padding = padding(self.spec, "same")
-        try:
-            geo = conv_geometry((1, xh, xw, xchn), kh, kw, self.stride, self.padding)
+        try:  # resolved once: the geometry holds for any batch size
+            self.geo = geo = conv_geometry((1, xh, xw, xchn), kh, kw, self.stride, self.padding)
         except ValueError as exc:
             raise self.spec.error("ksize", f"{exc}") from None
         fan_in = kh * kw * xchn
@@ -31,8 +30,8 @@ class Conv2D(Layer):
         return (geo.yh, geo.yw, ychn)
 
     def forward(self, x: np.ndarray, workspace=None):
-        conv = kernels.conv2d_forward(
-            x, self.params["k"], self.params["b"], self.stride, self.padding, backend=self.backend,
+        conv = self.ops.conv2d_forward(
+            x, self.params["k"], self.params["b"], self.geo,
             out=self.buffer(workspace, PRE_ACTIVATION, (x.shape[0], *self.output_shape)),
         )
         y = self.activate(conv, workspace)
@@ -41,9 +40,8 @@ class Conv2D(Layer):
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         x, y = aux
         g_conv = self.grad_activation(g_y, y, workspace)
-        g_x, g_k, g_b = kernels.conv2d_backward(
-            g_conv, x, self.params["k"], self.stride, self.padding,
-            input_grad=input_grad, backend=self.backend,
+        g_x, g_k, g_b = self.ops.conv2d_backward(
+            g_conv, x, self.params["k"], self.geo, bool(input_grad),
             out=self.buffer(workspace, "g_x", x.shape) if input_grad else None,
         )
         return g_x, {"k": g_k, "b": g_b}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels
 from ..hconfig import padding, pair
 from ..kernels.shapes import pool_geometry, resolve_padding
 from .base import PRE_ACTIVATION, Layer
@@ -22,8 +21,6 @@ class _Pool(Layer):
     """Shared geometry for ``MaxPool`` and ``AvgPool``."""
 
     makes_maps = True
-    forward_fn = None  # set by subclasses: kernels.*_pool_forward
-    backward_fn = None
 
     def build(self, rng, init) -> tuple:
         xh, xw, chn = self.needs_image()
@@ -35,8 +32,8 @@ class _Pool(Layer):
         if max(top, bottom) >= self.ksize[0] or max(left, right) >= self.ksize[1]:
             raise self.spec.error("padding", f"{pad!r} must be smaller than the window {self.ksize}")
         ph, pw = xh + top + bottom, xw + left + right
-        try:
-            geo = pool_geometry((1, ph, pw, chn), self.ksize, self.stride)
+        try:  # resolved once, on the padded input: it holds for any batch size
+            self.geo = geo = pool_geometry((1, ph, pw, chn), self.ksize, self.stride)
         except ValueError as exc:
             key = "ksize" if "ksize" in self.spec.settings else "stride"
             raise self.spec.error(key, f"{exc}") from None
@@ -54,25 +51,37 @@ class _Pool(Layer):
     def forward(self, x: np.ndarray, workspace=None):
         xp = self._pad(x)
         out = self.buffer(workspace, PRE_ACTIVATION, (x.shape[0], *self.output_shape))
-        pooled = type(self).forward_fn(xp, self.ksize, self.stride, backend=self.backend, out=out)
+        pooled = self.pool(xp, out)
         y = self.activate(pooled, workspace)
         return y, (xp, y)
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         xp, y = aux
         g_pool = self.grad_activation(g_y, y, workspace)
-        g_xp = type(self).backward_fn(g_pool, xp, self.ksize, self.stride, backend=self.backend,
-                                      out=self.buffer(workspace, "g_x", xp.shape))
-        top, bottom, left, right = self.pads
+        g_xp = self.unpool(g_pool, xp, self.buffer(workspace, "g_x", xp.shape))
+        if not any(self.pads):
+            return g_xp, {}
+        top, bottom, left, right = self.pads  # crop, contiguous for the layer below
         g_x = g_xp[:, top : g_xp.shape[1] - bottom, left : g_xp.shape[2] - right, :]
-        return g_x, {}
+        return np.ascontiguousarray(g_x), {}
+
+    def pool(self, xp: np.ndarray, out) -> np.ndarray:
+        """The backend's pooling forward over the padded input (into ``out`` if given)."""
+        raise NotImplementedError
+
+    def unpool(self, g_y: np.ndarray, xp: np.ndarray, out) -> np.ndarray:
+        """The backend's pooling backward: the gradient of the padded input."""
+        raise NotImplementedError
 
 
 class MaxPool(_Pool):
     """Maximum of each window; the gradient goes to the first maximum."""
 
-    forward_fn = staticmethod(kernels.max_pool_forward)
-    backward_fn = staticmethod(kernels.max_pool_backward)
+    def pool(self, xp, out):
+        return self.ops.max_pool_forward(xp, self.geo, out=out)
+
+    def unpool(self, g_y, xp, out):
+        return self.ops.max_pool_backward(g_y, xp, self.geo, out=out)
 
     def fill(self, dtype) -> float:
         return float(np.finfo(dtype).min)
@@ -81,5 +90,8 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     """Mean of each window (padding zeros count in the mean)."""
 
-    forward_fn = staticmethod(kernels.avg_pool_forward)
-    backward_fn = staticmethod(kernels.avg_pool_backward)
+    def pool(self, xp, out):
+        return self.ops.avg_pool_forward(xp, self.geo, out=out)
+
+    def unpool(self, g_y, xp, out):
+        return self.ops.avg_pool_backward(g_y, xp, self.geo, out=out)
