@@ -1,12 +1,73 @@
-"""Helpers shared by the benchmark modules: slow-backend batch, data, timing."""
+"""Helpers shared by the benchmark modules: slow-backend batch, data, timing, CPU, torch layouts."""
 
 from __future__ import annotations
+
+import os
+import platform
 
 import numpy as np
 
 #: backends timed on a reduced batch and scaled per image in the report
 SLOW_BACKENDS = {"better", "adhoc"}
 SMALL_BATCH = 1
+
+#: PyTorch's two memory formats: every torch row is timed in both, and compared at the faster
+TORCH_LAYOUTS = ("nchw", "channels_last")
+#: the benchmark parameter of a torch row: ``torch-<layout>`` (``split_backend`` parses it)
+TORCH_BACKENDS = tuple(f"torch-{layout}" for layout in TORCH_LAYOUTS)
+
+
+def split_backend(name: str) -> tuple[str, str | None]:
+    """``"torch-nchw"`` -> ``("torch", "nchw")``; any fastcnn backend -> ``(name, None)``."""
+    if name.startswith("torch-"):
+        return "torch", name[len("torch-"):]
+    return name, None
+
+
+def cpu_description() -> str:
+    """The CPU these figures come from: model name, logical CPUs usable here, AVX-512 and AVX2.
+
+    Read from ``/proc/cpuinfo`` (Linux); elsewhere ``platform.processor()`` with the
+    vector extensions unknown. Printed by every benchmark script and recorded in
+    the pytest-benchmark JSON (``machine_info['fastcnn_cpu']``) for the report.
+    """
+    model, flags = "", None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key == "flags" and flags is None:
+                    flags = set(value.split())
+                if model and flags is not None:
+                    break
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 0
+    if flags is None:
+        return f"{model}, {cpus} CPUs, AVX2: ?, AVX-512: ?"
+    yes = {True: "yes", False: "no"}
+    return f"{model}, {cpus} CPUs, AVX2: {yes['avx2' in flags]}, AVX-512: {yes['avx512f' in flags]}"
+
+
+def peer_threads() -> int:
+    """Threads a peer library gets: numba's default (``NUMBA_NUM_THREADS``, else the usable cores).
+
+    Reads the environment only, so a torch-only process need not import numba.
+    """
+    value = os.environ.get("NUMBA_NUM_THREADS", "")
+    if value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def require_backend(backend: str) -> None:

@@ -7,6 +7,21 @@ Workloads and the timing helper live in ``test_bench_kernels.py``.
 from __future__ import annotations
 
 import pytest
+from bench_common import cpu_description
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the CPU line (model, AVX2, AVX-512) every report and script prints."""
+    machine_info["fastcnn_cpu"] = cpu_description()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_policy():
+    """The benchmarks time what training runs: with ``fastcnn.runtime``'s process policy
+    applied (the allocator setting saves a page fault per 4 KiB per step; docs/runtime.md)."""
+    from fastcnn import runtime
+
+    return runtime.apply_policy()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,10 @@ step's buffers); "epoch" = peak - warm is what the training loop itself adds.
 memory (heap, arrays, Python objects) and pages of mapped files (shared
 libraries' code: numba's LLVM, libllvmlite.so, is most of numba's).
 
+PyTorch runs in both memory formats (``torch`` in ``--backends`` means both:
+``torch-nchw``, contiguous, and ``torch-channels_last``; either can be named
+alone); a closing line names the faster layout's epoch time and its peak.
+
 Usage::
 
     python benchmarks/memory_epoch.py [--images 60000] [--backends numba numba-aot numpy torch]
@@ -24,12 +28,18 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_common import TORCH_BACKENDS, cpu_description, split_backend  # noqa: E402
 
 CHILD = textwrap.dedent(
     """
     import json, sys, time
     import numpy as np
     backend, images, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    layout = backend[len("torch-"):] if backend.startswith("torch-") else None
     def status_mb(field):  # VmHWM (peak) is exact when read; ru_maxrss can lag behind it
         with open("/proc/self/status") as fh:
             return next(int(line.split()[1]) for line in fh if line.startswith(field)) / 1024.0
@@ -41,21 +51,23 @@ CHILD = textwrap.dedent(
     xs = rng.random((images, 28, 28, 1), dtype=np.float32)
     labels = rng.integers(0, 10, images)
     base = rss_mb()  # interpreter + numpy + the data, before any library code
-    if backend == "torch":
+    if layout is not None:
         import torch
-        sys.path.insert(0, "benchmarks")
+        sys.path.insert(0, sys.argv[4])
         import torch_peers
         torch.manual_seed(1)
         model, loss_fn = torch_peers.simpleconvnet()
-        step = torch_peers.make_step(model, loss_fn, channels_last=True)
+        step = torch_peers.make_step(model, loss_fn, layout)
+        fmt = torch_peers.MEMORY_FORMATS[layout]
         x_all = torch.from_numpy(xs).permute(0, 3, 1, 2)
         t_all = torch.from_numpy(labels)
         def run_batch(i):
-            step(x_all[i:i + batch].contiguous(memory_format=torch.channels_last), t_all[i:i + batch])
+            step(x_all[i:i + batch].contiguous(memory_format=fmt), t_all[i:i + batch])
     else:
-        from fastcnn import CnnModel
+        from fastcnn import CnnModel, runtime
         from fastcnn.datasets.base import ArrayDataset
         from fastcnn.zoo import get_preset
+        runtime.apply_policy()  # as training does (the allocator setting: docs/runtime.md)
         ys = np.eye(10, dtype=np.float32)[labels]
         ds = ArrayDataset("synthetic", xs[:300], ys[:300], "select", [str(i) for i in range(10)])
         model = CnnModel("mem", ds, None, get_preset("simpleconvnet"), backend=backend, seed=1)
@@ -78,7 +90,7 @@ CHILD = textwrap.dedent(
 def measure(backend: str, images: int, batch: int) -> dict:
     """Run one epoch in a fresh interpreter and return its memory figures."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, backend, str(images), str(batch)],
+        [sys.executable, "-c", CHILD, backend, str(images), str(batch), str(HERE)],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
@@ -94,7 +106,9 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", nargs="+", default=["numba", "numba-aot", "numpy", "torch"])
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    rows = [measure(b, args.images, args.batch) for b in args.backends]
+    backends = [b for name in args.backends for b in (TORCH_BACKENDS if name == "torch" else (name,))]
+    rows = [measure(b, args.images, args.batch) for b in backends]
+    print(f"CPU: {cpu_description()}")
     print(f"SimpleConvNet, one epoch of {args.images} synthetic 28x28x1 images, batch {args.batch}\n")
     print("| backend | baseline MB | warm MB | peak MB | extra MB | epoch MB | anon MB | file MB | epoch s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -107,6 +121,16 @@ def main(argv=None) -> int:
                  f"{extra:.0f}", f"{r['peak_mb'] - r['warm_mb']:.0f}", f"{r['anon_mb']:.0f}",
                  f"{r['file_mb']:.0f}", f"{r['epoch_s']:.1f}")
         print("| " + " | ".join(cells) + " |")
+    torch_rows = [r for r in rows if r["backend"] in TORCH_BACKENDS and "error" not in r]
+    if torch_rows:
+        best = min(torch_rows, key=lambda r: r["epoch_s"])
+
+        def desc(r):
+            layout = split_backend(r["backend"])[1]
+            return f"{layout} (epoch {r['epoch_s']:.1f} s, peak {r['peak_mb']:.0f} MB)"
+
+        others = ", ".join(desc(r) for r in torch_rows if r is not best)
+        print(f"\nPyTorch's faster layout: {desc(best)}" + (f"; the other: {others}" if others else ""))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

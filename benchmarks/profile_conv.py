@@ -54,6 +54,9 @@ def main(argv=None) -> None:
     b = np.zeros(ychn, np.float32)
     geo = conv_geometry(shape, ks, ks, 1, pad)
     g_y = rng.standard_normal((shape[0], geo.yh, geo.yw, ychn)).astype(np.float32)
+    from bench_common import cpu_description
+
+    print(f"CPU: {cpu_description()}")
     print(f"workload {args.workload}, numba threads {numba_cpu.num_threads()}")
     numba = numba_cpu.BACKEND
 

@@ -8,7 +8,9 @@ first training step (batch 100), with numba's cache cold (an empty
 Scaling: training steps per second (forward, backward, Adam) of SimpleConvNet
 (batch 100, 28x28x1) and the seed's Office-31 model (batch 32, 96x96x3) with
 1 and 2 threads: ``NUMBA_NUM_THREADS`` for fastcnn, ``torch.set_num_threads``
-for PyTorch (skipped when it is not installed).
+for PyTorch (skipped when it is not installed). PyTorch runs in both memory
+formats (contiguous NCHW and channels_last); a "torch (faster)" row takes, per
+thread count, the faster of the two and names it.
 
 Usage::
 
@@ -27,15 +29,18 @@ import textwrap
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_common import TORCH_BACKENDS, cpu_description, split_backend  # noqa: E402
 
 STARTUP_CHILD = textwrap.dedent(
     """
     import sys, time
     t0 = time.perf_counter()
     import numpy as np
-    from fastcnn import CnnModel
+    from fastcnn import CnnModel, runtime
     from fastcnn.datasets.base import ArrayDataset
     from fastcnn.zoo import get_preset
+    runtime.apply_policy()  # as training does (docs/runtime.md)
     rng = np.random.default_rng(0)
     xs = rng.random((100, 28, 28, 1), dtype=np.float32)
     ys = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 100)]
@@ -54,13 +59,17 @@ SCALING_CHILD = textwrap.dedent(
     import sys, time
     sys.path.insert(0, sys.argv[4])
     backend, wid, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    from bench_common import split_backend
     from test_bench_model import STEP_WORKLOADS, fastcnn_step, torch_step
     batch = STEP_WORKLOADS[wid][2]
+    backend, layout = split_backend(backend)
     if backend == "torch":
         import torch
         torch.set_num_threads(int(sys.argv[5]))
-        step = torch_step(torch, wid, batch)
+        step = torch_step(torch, wid, batch, layout)
     else:
+        from fastcnn import runtime
+        runtime.apply_policy()  # as training does (docs/runtime.md)
         step = fastcnn_step(wid, backend, batch)
     step(); step()
     times = []
@@ -99,12 +108,12 @@ def startup() -> list[dict]:
 
 
 def scaling(steps: int) -> list[dict]:
-    """Median steps/s per workload, backend and thread count."""
+    """Median steps/s per workload, backend (torch: per layout, then the faster) and thread count."""
     from test_bench_model import STEP_WORKLOADS
 
     rows = []
     for wid in STEP_WORKLOADS:
-        for backend in ("numba", "numba-aot", "torch"):
+        for backend in ("numba", "numba-aot") + TORCH_BACKENDS:
             row = {"workload": wid, "backend": backend}
             for threads in (1, 2):
                 env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
@@ -115,7 +124,22 @@ def scaling(steps: int) -> list[dict]:
                     row[f"t{threads}"] = None
                     row["error"] = str(err)
             rows.append(row)
+        rows.append(_faster_torch(rows, wid))
     return rows
+
+
+def _faster_torch(rows: list[dict], wid: str) -> dict:
+    """Per thread count, the torch layout with more steps/s: ``{"t1": .., "layout_t1": .., ...}``."""
+    best = {"workload": wid, "backend": "torch (faster)"}
+    for key in ("t1", "t2"):
+        timed = [(r[key], split_backend(r["backend"])[1]) for r in rows
+                 if r["workload"] == wid and r["backend"] in TORCH_BACKENDS and r.get(key) is not None]
+        if timed:
+            best[key], best[f"layout_{key}"] = max(timed)
+        else:
+            best[key] = None
+            best["error"] = "torch not timed"
+    return best
 
 
 def main(argv=None) -> int:
@@ -123,7 +147,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per case (median)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(HERE))
+    cpu = cpu_description()
+    print(f"CPU: {cpu}\n")
 
     start = startup()
     print("Start-up: import fastcnn + SimpleConvNet + first training step (batch 100), fresh process\n")
@@ -145,9 +170,11 @@ def main(argv=None) -> int:
             print(f"| {r['workload']} | {r['backend']} | - | - | skipped: {r.get('error', '')[:50]} |")
             continue
         speedup = r["t2"] / r["t1"]
-        print(f"| {r['workload']} | {r['backend']} | {r['t1']:.1f} | {r['t2']:.1f} | {speedup:.2f}x |")
+        t1, t2 = (f"{r[k]:.1f}" + (f" ({r['layout_' + k]})" if f"layout_{k}" in r else "")
+                  for k in ("t1", "t2"))
+        print(f"| {r['workload']} | {r['backend']} | {t1} | {t2} | {speedup:.2f}x |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"startup": start, "scaling": scale}, indent=1))
+        Path(args.json).write_text(json.dumps({"cpu": cpu, "startup": start, "scaling": scale}, indent=1))
     return 0
 
 

@@ -101,10 +101,11 @@ def main(argv=None) -> int:
     import numba
     import numpy as np
 
-    from fastcnn import CnnModel
+    from fastcnn import CnnModel, runtime
     from fastcnn.datasets.base import ArrayDataset
     from fastcnn.zoo import get_preset
 
+    runtime.apply_policy()  # as training does (docs/runtime.md)
     rng = np.random.default_rng(0)
     n_batches = 10
     xs = rng.random((n_batches * args.batch, 28, 28, 1), dtype=np.float32)
@@ -138,6 +139,9 @@ def main(argv=None) -> int:
     reuse_params, fresh_params = models["reuse"].params, models["fresh"].params
     same = all(np.array_equal(reuse_params[k], fresh_params[k]) for k in fresh_params)
 
+    from bench_common import cpu_description
+
+    print(f"CPU: {cpu_description()}")
     print(f"SimpleConvNet step (compute_step + Adam), batch {args.batch} of 28x28x1 float32, "
           f"numba threads {numba.get_num_threads()}, {args.rounds} rounds x {args.steps} steps, interleaved")
     print("| variant | min ms | median ms | mean ms |")

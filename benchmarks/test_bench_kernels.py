@@ -2,9 +2,12 @@
 
 Groups are ``<op> <pass> <workload>``; within a group the backends (numba,
 numpy = the book's im2col path, better, adhoc, torch) run on the same input.
-PyTorch runs on NCHW tensors with channels_last strides (the same NHWC memory
-as ours, no copies) through ``torch.nn.functional`` forward ops and the
-``aten`` backward ops, under ``no_grad``.
+PyTorch runs through ``torch.nn.functional`` forward ops and the ``aten``
+backward ops, in both memory formats: ``torch-channels_last`` (NCHW tensors
+with channels_last strides, the same NHWC memory as ours, no copies) and
+``torch-nchw`` (contiguous NCHW, converted once before timing); the layout is
+in the id and in ``extra_info['torch_layout']``, and the report compares with
+the faster of the two.
 
 Every timed callable runs once before timing, so numba's JIT (or cache load)
 stays out of the numbers. The slow pure-Python backends (``better``, ``adhoc``)
@@ -27,12 +30,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_common import SLOW_BACKENDS, SMALL_BATCH, conv_flops, data, require_backend, run
+from bench_common import (
+    SLOW_BACKENDS,
+    SMALL_BATCH,
+    TORCH_BACKENDS,
+    conv_flops,
+    data,
+    require_backend,
+    run,
+    split_backend,
+)
 
 from fastcnn import kernels as K
 from fastcnn.kernels.shapes import conv_geometry, pool_geometry
 
-BACKENDS = ("numba", "numba-aot", "numpy", "better", "adhoc", "torch")
+BACKENDS = ("numba", "numba-aot", "numpy", "better", "adhoc") + TORCH_BACKENDS
 ROOT = Path(__file__).resolve().parents[1]
 
 #: conv workloads: id -> (x shape NHWC, kernel size, output channels, padding)
@@ -59,7 +71,8 @@ POOL_FUNCTIONS = {
 }
 
 
-def _info(benchmark, backend, wid, op, pass_, x_shape, batch, numba_threads, torch_threads=None):
+def _info(benchmark, backend, wid, op, pass_, x_shape, batch, numba_threads, torch_threads=None,
+          torch_layout=None):
     benchmark.group = f"{op} {pass_} {wid}"
     benchmark.extra_info.update(
         backend=backend,
@@ -75,6 +88,14 @@ def _info(benchmark, backend, wid, op, pass_, x_shape, batch, numba_threads, tor
         torch_threads=torch_threads,
         dtype="float32",
     )
+    if torch_layout is not None:
+        benchmark.extra_info["torch_layout"] = torch_layout
+
+
+def _torch_nchw(torch, x, layout):
+    """The NHWC array ``x`` as a torch NCHW tensor stored in ``layout`` (a copy only for "nchw")."""
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last
+    return xt.contiguous() if layout == "nchw" else xt
 
 
 # --------------------------------------------------------------------------
@@ -82,10 +103,11 @@ def _info(benchmark, backend, wid, op, pass_, x_shape, batch, numba_threads, tor
 # --------------------------------------------------------------------------
 
 
-def _torch_conv(torch, x, k, b, pad, pass_):
-    """Closures running torch's conv forward / backward on channels_last tensors."""
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last
-    kt = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
+def _torch_conv(torch, x, k, b, pad, pass_, layout):
+    """Closures running torch's conv forward / backward, input and kernel in ``layout``."""
+    xt = _torch_nchw(torch, x, layout)
+    fmt = torch.contiguous_format if layout == "nchw" else torch.channels_last
+    kt = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous(memory_format=fmt)
     bt = torch.from_numpy(b)
     p = (k.shape[0] - 1) // 2 if pad == "same" else 0  # the workloads' kernels are odd
     ychn = k.shape[3]
@@ -107,6 +129,7 @@ def _torch_conv(torch, x, k, b, pad, pass_):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("wid", list(CONV_WORKLOADS))
 def test_conv(benchmark, wid, backend, pass_, numba_threads, request):
+    backend, layout = split_backend(backend)
     require_backend(backend)
     x_shape, ks, ychn, pad = CONV_WORKLOADS[wid]
     batch = SMALL_BATCH if backend in SLOW_BACKENDS else x_shape[0]
@@ -119,12 +142,12 @@ def test_conv(benchmark, wid, backend, pass_, numba_threads, request):
     if backend == "torch":
         torch = request.getfixturevalue("torch_mod")
         torch_threads = torch.get_num_threads()
-        fn = _torch_conv(torch, x, k, b, pad, pass_)
+        fn = _torch_conv(torch, x, k, b, pad, pass_, layout)
     else:
         fwd = lambda: K.conv2d_forward(x, k, b, 1, pad, backend=backend)  # noqa: E731
         bwd = lambda: K.conv2d_backward(g_y, x, k, 1, pad, backend=backend)  # noqa: E731
         fn = {"fwd": fwd, "bwd": bwd, "fwdbwd": lambda: (fwd(), bwd())}[pass_]
-    _info(benchmark, backend, wid, "conv", pass_, x_shape, batch, numba_threads, torch_threads)
+    _info(benchmark, backend, wid, "conv", pass_, x_shape, batch, numba_threads, torch_threads, layout)
     flops = conv_flops(x.shape, ks, ychn, geo.yh, geo.yw) * {"fwd": 1, "bwd": 2, "fwdbwd": 3}[pass_]
     slow = backend in SLOW_BACKENDS  # pure Python loops: no JIT to keep out, a round takes seconds
     t = run(benchmark, fn, rounds=1 if slow else None, warmup=not slow)
@@ -138,9 +161,9 @@ def test_conv(benchmark, wid, backend, pass_, numba_threads, request):
 # --------------------------------------------------------------------------
 
 
-def _torch_pool(torch, x, kind, size, pass_):
-    """torch pooling on channels_last; max backward reuses the indices of its forward."""
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2)
+def _torch_pool(torch, x, kind, size, pass_, layout):
+    """torch pooling with ``x`` in ``layout``; max backward reuses the indices of its forward."""
+    xt = _torch_nchw(torch, x, layout)
     if kind == "max":
 
         def fwd():
@@ -179,6 +202,7 @@ def _torch_pool(torch, x, kind, size, pass_):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("wid", list(POOL_WORKLOADS))
 def test_pool(benchmark, wid, backend, pass_, numba_threads, request):
+    backend, layout = split_backend(backend)
     require_backend(backend)
     x_shape, kind, size = POOL_WORKLOADS[wid]
     batch = SMALL_BATCH if backend in SLOW_BACKENDS else x_shape[0]
@@ -189,13 +213,13 @@ def test_pool(benchmark, wid, backend, pass_, numba_threads, request):
     if backend == "torch":
         torch = request.getfixturevalue("torch_mod")
         torch_threads = torch.get_num_threads()
-        fn = _torch_pool(torch, x, kind, size, pass_)
+        fn = _torch_pool(torch, x, kind, size, pass_, layout)
     else:
         f, g = POOL_FUNCTIONS[kind]
         fwd = lambda: f(x, size, backend=backend)  # noqa: E731
         bwd = lambda: g(g_y, x, size, backend=backend)  # noqa: E731
         fn = {"fwd": fwd, "bwd": bwd, "fwdbwd": lambda: (fwd(), bwd())}[pass_]
-    _info(benchmark, backend, wid, "pool", pass_, x_shape, batch, numba_threads, torch_threads)
+    _info(benchmark, backend, wid, "pool", pass_, x_shape, batch, numba_threads, torch_threads, layout)
     t = run(benchmark, fn, rounds=3 if backend in SLOW_BACKENDS else None)
     benchmark.extra_info["per_image_s"] = t / batch
     # bytes a pass must move at least: read x, write y (fwd); read g_y and x, write g_x (bwd)

@@ -61,6 +61,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    from bench_common import cpu_description
+
+    print(f"CPU: {cpu_description()}")
     for wid in WORKLOADS:
         times: dict[str, list[float]] = {layer: [] for layer in LAYERS}
         used = {}

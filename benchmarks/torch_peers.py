@@ -2,7 +2,11 @@
 
 Each builder returns ``(model, loss_fn)`` for the same architecture as the
 matching ``fastcnn.zoo`` preset. Import this module only after
-``pytest.importorskip('torch')``.
+``pytest.importorskip('torch')`` (or a guarded ``import torch`` in a script).
+
+Every builder runs in either memory format (``layout``: ``"nchw"``, torch's
+default contiguous format, or ``"channels_last"``, the same NHWC memory as
+fastcnn's arrays); the benchmarks time both and compare with the faster.
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ def simpleconvnet() -> tuple[nn.Module, callable]:
     return model, nn.CrossEntropyLoss()
 
 
-def office31(domains: int = 3, objects: int = 31) -> tuple[nn.Module, callable]:
-    """The seed's Office-31 model: conv 6/12/24 (3x3 same) with max 2, max 2, avg 3, two heads."""
-    model = nn.Sequential(
+#: layout name -> torch memory format (names as in ``bench_common.TORCH_LAYOUTS``)
+MEMORY_FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def _three_conv(outputs: int) -> nn.Sequential:
+    """conv 6/12/24 (3x3 same, relu) with max 2, max 2, avg 3 on 96x96x3, then one dense layer."""
+    return nn.Sequential(
         nn.Conv2d(3, 6, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -38,8 +46,18 @@ def office31(domains: int = 3, objects: int = 31) -> tuple[nn.Module, callable]:
         nn.ReLU(),
         nn.AvgPool2d(3),
         nn.Flatten(),
-        nn.Linear(24 * 8 * 8, domains + objects),
+        nn.Linear(24 * 8 * 8, outputs),
     )
+
+
+def flower(classes: int = 5) -> tuple[nn.Module, callable]:
+    """The book's flowers network (the ``flower`` preset): the three-conv stack, 5 classes."""
+    return _three_conv(classes), nn.CrossEntropyLoss()
+
+
+def office31(domains: int = 3, objects: int = 31) -> tuple[nn.Module, callable]:
+    """The seed's Office-31 model: conv 6/12/24 (3x3 same) with max 2, max 2, avg 3, two heads."""
+    model = _three_conv(domains + objects)
     ce = nn.CrossEntropyLoss()
 
     def dual_loss(out, target):
@@ -49,10 +67,9 @@ def office31(domains: int = 3, objects: int = 31) -> tuple[nn.Module, callable]:
     return model, dual_loss
 
 
-def make_step(model: nn.Module, loss_fn, channels_last: bool = True):
-    """Return ``step(x, t)``: forward, backward and one Adam update."""
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+def make_step(model: nn.Module, loss_fn, layout: str = "channels_last"):
+    """Return ``step(x, t)``: forward, backward and one Adam update, parameters in ``layout``."""
+    model = model.to(memory_format=MEMORY_FORMATS[layout])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
     def step(x, t):
@@ -65,8 +82,8 @@ def make_step(model: nn.Module, loss_fn, channels_last: bool = True):
     return step
 
 
-def nchw_input(batch: int, chn: int, h: int, w: int, channels_last: bool = True, seed: int = 0):
-    """Synthetic float32 input in NCHW, optionally stored channels-last."""
+def nchw_input(batch: int, chn: int, h: int, w: int, layout: str = "channels_last", seed: int = 0):
+    """Synthetic float32 input, shape NCHW, stored in ``layout`` (contiguous NCHW or channels-last)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, chn, h, w, generator=g)
-    return x.to(memory_format=torch.channels_last) if channels_last else x
+    return x.contiguous(memory_format=MEMORY_FORMATS[layout])

@@ -19,10 +19,13 @@ allocator setting, no thread count. What fastcnn may change, and who decides
 - **The BLAS limit** (``single_threaded_blas``): scoped, around the work of
   the backends marked ``SINGLE_THREADED_BLAS`` (the numba ones), always in
   force; it is not part of the policy switch.
-- **The process policy** (``apply_policy``): ``OMP_WAIT_POLICY=PASSIVE`` and
-  the glibc allocator setting. Process-wide, and the allocator setting cannot
-  be undone, so it is the choice of whoever owns the process: training
-  (``run_training``) and the ``fastcnn`` command apply it, once; a program
+- **The process policy** (``apply_policy``): ``OMP_WAIT_POLICY=PASSIVE`` (only
+  where numba will run on GNU OpenMP: no TBB library here, or
+  ``NUMBA_THREADING_LAYER=omp``; elsewhere it would only slow other OpenMP
+  users of the process, such as PyTorch) and the glibc allocator setting.
+  Process-wide, and the allocator setting cannot be undone, so it is the
+  choice of whoever owns the process: training (``run_training``) and the
+  ``fastcnn`` command apply it, once; a program
   embedding fastcnn calls ``set_policy(enabled=False)`` first (the command:
   ``--no-process-policy``) and nothing is applied. ``policy()`` says what was.
 """
@@ -117,7 +120,9 @@ def _sync_numba_threads() -> None:
 # does; nested ones (a model's step, then a strided conv inside it) count a depth. The
 # depth is process-wide, not per thread: BLAS has one thread count per process, and a
 # per-thread depth would let one thread's exit restore BLAS's threads while another
-# thread's kernels still run.
+# thread's kernels still run. (threadpoolctl, imported on the first entry, sets
+# KMP_DUPLICATE_LIB_OK=True itself when unset: its own choice, so that two OpenMP
+# runtimes may share a process.)
 
 _blas_lock = threading.Lock()
 _blas_depth = 0
@@ -256,9 +261,40 @@ def apply_policy() -> Policy:
         return _policy
 
 
+TBB_LIBRARY = "libtbb.so.12"
+
+
+def tbb_library_paths() -> list[str]:
+    """Where the ``tbb`` wheel may have put ``libtbb.so.12``: its own file list, then ``<prefix>/lib``
+    (numba's fork-safe threading layer needs it; ``kernels.numba_safety`` loads it)."""
+    from importlib import metadata
+
+    paths = []
+    try:
+        files = metadata.files("tbb") or []
+        paths += [str(f.locate()) for f in files if f.name == TBB_LIBRARY]
+    except metadata.PackageNotFoundError:
+        pass
+    paths += [os.path.join(prefix, "lib", TBB_LIBRARY) for prefix in (sys.prefix, sys.base_prefix)]
+    return [p for p in dict.fromkeys(paths) if os.path.isfile(p)]
+
+
+def numba_uses_openmp() -> bool:
+    """Whether numba's parallel kernels will run on GNU OpenMP here: the layer asked for in
+    ``NUMBA_THREADING_LAYER``, or (by default) when TBB's library cannot be loaded."""
+    layer = os.environ.get("NUMBA_THREADING_LAYER", "default").strip().lower()
+    if layer in ("tbb", "workqueue", "safe"):  # numba's "safe": TBB only
+        return False
+    if layer == "omp":
+        return True
+    # "default", "threadsafe", "forksafe": TBB first, where its library loads
+    return not (sys.platform.startswith("linux") and tbb_library_paths())
+
+
 def _set_omp_wait_policy() -> str | None:
-    """``OMP_WAIT_POLICY`` unless the environment has a value; the value set, or None."""
-    if "OMP_WAIT_POLICY" in os.environ:
+    """``OMP_WAIT_POLICY`` where numba runs on OpenMP, unless the environment has a value;
+    the value set, or None."""
+    if "OMP_WAIT_POLICY" in os.environ or not numba_uses_openmp():
         return None
     os.environ["OMP_WAIT_POLICY"] = OMP_WAIT_POLICY
     return OMP_WAIT_POLICY

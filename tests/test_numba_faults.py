@@ -19,6 +19,7 @@ pytest.importorskip("numba")
 
 ROOT = Path(__file__).resolve().parents[1]
 DAMAGED = "discarded a damaged compiled-kernel cache entry"
+COMPILING = "fastcnn: compiling fastcnn's kernels for this CPU, first use only"
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -112,6 +113,7 @@ def test_a_damaged_kernel_cache_is_discarded_with_one_warning_and_recompiled(tmp
     env = {"NUMBA_CACHE_DIR": str(tmp_path)}
     first = _python(_POOL_CALL, env)
     assert first.returncode == 0 and first.stdout.split()[-1] == "equal", first.stderr[-2000:]
+    assert first.stderr.count(COMPILING) == 1  # said once, before the first compile
     cached = sorted(tmp_path.rglob("*.nb[ic]"))
     assert any(p.suffix == ".nbi" for p in cached) and any(p.suffix == ".nbc" for p in cached)
 
@@ -125,6 +127,7 @@ def test_a_damaged_kernel_cache_is_discarded_with_one_warning_and_recompiled(tmp
     third = _python(_POOL_CALL, env)  # the cache was written anew: a quiet, normal run
     assert third.returncode == 0 and third.stdout.split()[-1] == "equal"
     assert DAMAGED not in third.stderr and "Warning" not in third.stderr
+    assert COMPILING not in third.stderr  # a warm start compiles nothing, and says nothing
 
 
 def test_only_fastcnns_own_kernels_get_the_guarded_cache(tmp_path):
@@ -147,3 +150,29 @@ def test_only_fastcnns_own_kernels_get_the_guarded_cache(tmp_path):
                           env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["GuardedCache", "True"]
+
+
+def test_the_compile_notice_says_it_once_then_shows_progress_while_compiling():
+    import io
+
+    from fastcnn.kernels.numba_safety import STALL_SECONDS, CompileNotice
+
+    now = [100.0]
+    out = io.StringIO()
+    notice = CompileNotice(out=out, clock=lambda: now[0], every=10)
+    notice.begin("_conv_fwd", "/cache", thread=False)
+    notice.begin("_to_planar", "/cache", thread=False)  # a callee: no second first line
+    now[0] += 5
+    assert notice.tick() and out.getvalue().count("\n") == 1
+    now[0] += 5
+    notice.end()
+    assert notice.tick()
+    lines = out.getvalue().splitlines()
+    assert lines == ["fastcnn: compiling fastcnn's kernels for this CPU, first use only (up to a minute; "
+                     "cached in /cache)", "fastcnn: still compiling kernels (1 done, 10 s so far)"]
+    notice.end()
+    assert not notice.tick()  # nothing compiles: the progress thread stops
+    notice.begin("_max_fwd", "/cache", thread=False)  # a later compile: progress, no first line again
+    now[0] += STALL_SECONDS + 1  # ...and a compile that never ended (numba raised) stops the lines
+    assert not notice.tick()
+    assert len(out.getvalue().splitlines()) == 2

@@ -17,36 +17,31 @@ disk, a killed copy, a bad sync) makes numba's loader raise
 kernels (and no other numba function in the process) a cache that discards a
 damaged entry, warns once, and compiles the kernel anew; a cache that cannot
 be written only costs a compile next time.
+
+**A first run that says what it is doing.** The same cache sees every miss
+before numba compiles: ``COMPILE_NOTICE`` prints one line on stderr before the
+first compile ("compiling fastcnn's kernels for this CPU, first use only ...")
+and, while compiling goes on, a progress line every ``PROGRESS_EVERY`` seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
 import sys
+import threading
+import time
 import warnings
-from importlib import metadata
 
 from numba.core.caching import FunctionCache
 from numba.core.dispatcher import Dispatcher
 
-TBB_LIBRARY = "libtbb.so.12"
+from ..runtime import tbb_library_paths
 
 _tbb: ctypes.CDLL | None = None
 _warned: set[str] = set()
-
-
-def tbb_library_paths() -> list[str]:
-    """Where the ``tbb`` wheel may have put ``libtbb.so.12``: its own file list, then ``<prefix>/lib``."""
-    paths = []
-    try:
-        files = metadata.files("tbb") or []
-        paths += [str(f.locate()) for f in files if f.name == TBB_LIBRARY]
-    except metadata.PackageNotFoundError:
-        pass
-    paths += [os.path.join(prefix, "lib", TBB_LIBRARY) for prefix in (sys.prefix, sys.base_prefix)]
-    return [p for p in dict.fromkeys(paths) if os.path.isfile(p)]
 
 
 def load_tbb() -> bool:
@@ -65,6 +60,84 @@ def load_tbb() -> bool:
     return False
 
 
+#: seconds between progress lines while kernels compile
+PROGRESS_EVERY = 10.0
+#: a compile that has not ended after this long failed (numba raised): stop the progress lines
+STALL_SECONDS = 300.0
+#: what a whole first run compiles, measured (docs/performance.md): said in the first line
+FIRST_RUN_ESTIMATE = "up to a minute"
+
+
+class CompileNotice:
+    """Says on ``out`` (stderr) that kernels compile: once before the first, then a line every
+    ``every`` seconds while any compile is under way (``tick``, called by a daemon thread)."""
+
+    def __init__(self, out=None, clock=time.monotonic, every: float | None = None):
+        self._out, self._clock, self._every = out, clock, every
+        self._lock = threading.Lock()
+        self._active = 0
+        self.compiled = 0
+        self._started: float | None = None
+        self._last = self._event = 0.0
+        self._thread: threading.Thread | None = None
+
+    def _say(self, text: str) -> None:
+        out = self._out if self._out is not None else sys.stderr
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr: compile on in silence
+            print(f"fastcnn: {text}", file=out, flush=True)
+
+    def begin(self, name: str, cache_path: str, thread: bool = True) -> None:
+        """A kernel is about to compile (numba found no cache entry for it)."""
+        with self._lock:
+            self._active += 1
+            self._event = self._clock()
+            if self._started is None:
+                self._started = self._last = self._clock()
+                self._say(f"compiling fastcnn's kernels for this CPU, first use only ({FIRST_RUN_ESTIMATE}; "
+                          f"cached in {cache_path})")
+            if thread and (self._thread is None or not self._thread.is_alive()):
+                self._thread = threading.Thread(target=self._run, name="fastcnn-compile-notice", daemon=True)
+                self._thread.start()
+
+    def end(self) -> None:
+        """A kernel finished compiling."""
+        with self._lock:
+            self._active = max(0, self._active - 1)
+            self.compiled += 1
+            self._event = self._clock()
+
+    def tick(self) -> bool:
+        """Print a progress line if a compile is under way and ``every`` seconds passed; whether
+        compiling is still under way."""
+        every = PROGRESS_EVERY if self._every is None else self._every
+        with self._lock:
+            now = self._clock()
+            if self._active == 0 or now - self._event > STALL_SECONDS:
+                return False
+            if now - self._last >= every:
+                self._last = now
+                done, seconds = self.compiled, now - self._started
+                self._say(f"still compiling kernels ({done} done, {seconds:.0f} s so far)")
+            return True
+
+    def _run(self) -> None:
+        every = PROGRESS_EVERY if self._every is None else self._every
+        while True:
+            time.sleep(min(every, 1.0))
+            if not self.tick():
+                return
+
+
+    def _after_fork_in_child(self) -> None:
+        """The child has no notice thread, and the lock may have been held by another thread."""
+        self._lock, self._thread = threading.Lock(), None
+
+
+COMPILE_NOTICE = CompileNotice()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=COMPILE_NOTICE._after_fork_in_child)
+
+
 def _warn_once(kind: str, message: str) -> None:
     if kind not in _warned:
         _warned.add(kind)
@@ -76,7 +149,7 @@ class GuardedCache(FunctionCache):
 
     def load_overload(self, sig, target_context):
         try:
-            return super().load_overload(sig, target_context)
+            found = super().load_overload(sig, target_context)
         except Exception as exc:  # noqa: BLE001 - any unreadable entry: compile anew
             removed = self.discard()
             _warn_once(
@@ -85,9 +158,16 @@ class GuardedCache(FunctionCache):
                 f"{self._py_func.__name__} ({type(exc).__name__}: {exc}; removed {len(removed)} "
                 f"file(s) in {self._cache_path}); fastcnn's kernels recompile (first-run time)",
             )
-            return None
+            found = None
+        if found is None and self._enabled:  # a miss: numba compiles this kernel now
+            COMPILE_NOTICE.begin(self._py_func.__name__, self._cache_path)
+            self._compiling = True
+        return found
 
     def save_overload(self, sig, data):
+        if getattr(self, "_compiling", False):
+            self._compiling = False
+            COMPILE_NOTICE.end()
         try:
             super().save_overload(sig, data)
         except Exception as exc:  # noqa: BLE001 - a cache that cannot be written costs a compile
