@@ -23,7 +23,14 @@ import textwrap
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-LAYERS = ("omp", "tbb", "workqueue")
+#: variant -> (NUMBA_THREADING_LAYER, extra environment). On OpenMP fastcnn's process policy
+#: sets OMP_WAIT_POLICY=PASSIVE (fastcnn.runtime); "omp-active" shows OpenMP's own default.
+LAYERS = {
+    "omp": ("omp", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "omp-active": ("omp", {"OMP_WAIT_POLICY": "ACTIVE"}),
+    "tbb": ("tbb", {}),
+    "workqueue": ("workqueue", {}),
+}
 
 CHILD = textwrap.dedent(
     """
@@ -31,6 +38,8 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, sys.argv[3])
     wid, steps = sys.argv[1], int(sys.argv[2])
     import numba
+    from fastcnn import runtime
+    runtime.apply_policy()  # as training does
     from test_bench_model import STEP_WORKLOADS, fastcnn_step
     step = fastcnn_step(wid, "numba", STEP_WORKLOADS[wid][2])
     step(); step()
@@ -45,12 +54,13 @@ CHILD = textwrap.dedent(
 WORKLOADS = ("simpleconvnet-n100-28x28x1", "office31-n32-96x96x3")
 
 
-def run_once(layer: str, wid: str, steps: int, threads: int) -> tuple[str, list[float]]:
-    env = {**os.environ, "NUMBA_THREADING_LAYER": layer, "NUMBA_NUM_THREADS": str(threads)}
+def run_once(variant: str, wid: str, steps: int, threads: int) -> tuple[str, list[float]]:
+    layer, extra = LAYERS[variant]
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer, "NUMBA_NUM_THREADS": str(threads), **extra}
     proc = subprocess.run([sys.executable, "-c", CHILD, wid, str(steps), str(HERE)], capture_output=True,
                           text=True, env=env, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"{layer}/{wid}: {proc.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"{variant}/{wid}: {proc.stderr.strip().splitlines()[-1:]}")
     used, *times = proc.stdout.split()
     return used, [float(t) for t in times]
 
@@ -68,7 +78,7 @@ def main(argv=None) -> int:
         times: dict[str, list[float]] = {layer: [] for layer in LAYERS}
         used = {}
         for r in range(args.rounds):
-            order = LAYERS if r % 2 == 0 else LAYERS[::-1]
+            order = list(LAYERS) if r % 2 == 0 else list(LAYERS)[::-1]
             for layer in order:
                 used[layer], t = run_once(layer, wid, args.steps, args.threads)
                 times[layer] += t
@@ -76,7 +86,7 @@ def main(argv=None) -> int:
         print(f"{wid}, {args.threads} threads, {args.rounds} rounds x {args.steps} steps:")
         for layer in LAYERS:
             med, low = statistics.median(times[layer]), min(times[layer])
-            print(f"  {layer:9s} (ran on {used[layer]:9s}) min {low * 1e3:7.2f} ms"
+            print(f"  {layer:10s} (ran on {used[layer]:9s}) min {low * 1e3:7.2f} ms"
                   f"  median {med * 1e3:7.2f} ms  median / omp {med / base:5.3f}")
     return 0
 

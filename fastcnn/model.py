@@ -58,6 +58,11 @@ class CnnModel:
     optimizer : None, a name in ``fastcnn.optim.OPTIMIZERS`` or an optimizer object.
     init : 'he' (normal, std sqrt(gain / fan_in)), 'seed' (the book's N(0, 0.030)) or a float std.
     plot_dir : folder for the ``show_maps`` plots (default ``fastcnn_plots/<name>``).
+    fuse : bool
+        On backends with fused kernels (numba, numba-aot), train every conv layer that is
+        followed by a max or avg pooling layer as one step (``fastcnn.steps.ConvPoolStep``:
+        stride-1 convs with ReLU or no activation, pooling without padding): the same
+        bits, less memory traffic. False runs every layer on its own.
 
     Attributes
     ----------
@@ -70,7 +75,8 @@ class CnnModel:
     """
 
     def __init__(self, name, dataset, mode=None, hconfigs=None, show_maps=False, use_adam=True, *,
-                 backend="numba", seed=None, dtype="float32", optimizer=None, init="he", plot_dir=None):
+                 backend="numba", seed=None, dtype="float32", optimizer=None, init="he", plot_dir=None,
+                 fuse=True):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         for attr in ("input_shape", "output_count", "get_train_data", "get_test_data"):
@@ -94,8 +100,8 @@ class CnnModel:
         self.ops = Ops.bind(backend)
         self.layers = build_layers(specs, self.input_shape, ops=self.ops, dtype=self.dtype,
                                    rng=np.random.default_rng(seed), init=init)
-        #: the units the training step runs (one layer each; the seam for fused layers)
-        self.steps = plan_steps(self.layers, self.ops)
+        #: the units the training step runs: one layer each, or a fused conv + pooling pair
+        self.steps = plan_steps(self.layers, self.ops, fuse=bool(fuse))
         #: flat view of every parameter array, keyed ``layer03_conv/k`` (same arrays as the layers')
         self.params = {f"{layer.key}/{n}": a for layer in self.layers for n, a in layer.params.items()}
         self.workspace = Workspace() if self.ops.writes_into_out else None

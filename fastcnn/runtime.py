@@ -127,7 +127,9 @@ def _sync_numba_threads() -> None:
 _blas_lock = threading.Lock()
 _blas_depth = 0
 _blas_limiter = None  # threadpoolctl's limiter while _blas_depth > 0
-_controller = None  # threadpoolctl.ThreadpoolController, made on first use; False: not installed
+#: threadpoolctl.ThreadpoolController, made on first use (False: not installed). It limits the
+#: BLAS libraries loaded by then: NumPy's, the one fastcnn calls; not one loaded later (PyTorch's)
+_controller = None
 
 
 def _blas_controller():

@@ -1,16 +1,26 @@
 """The model's step list: its layers grouped into the units a forward and a backward run.
 
-Today every step is one layer (``LayerStep``). The list is the seam for fused
-kernels: two or three adjacent layers (conv, its activation, the pooling after
-it) become one step that runs them in one parallel pass, with this same
-interface, chosen by ``plan_steps`` from the layers and what the backend
-offers. Training (``CnnModel.compute_step``) runs the steps; drawing feature
-maps runs the layers one by one, since it needs every layer's output.
+A step is one layer (``LayerStep``) or, where the backend has fused kernels
+(``Ops.fuses_conv_pool``: numba, numba-aot), a conv layer and the max or avg
+pooling layer right after it (``ConvPoolStep``): conv, bias, the conv's
+activation and the pooling run in one parallel pass per image, forward and
+backward, so the conv-sized activation and its gradient never go through
+memory. Both give the same bits. ``plan_steps`` chooses them from the layers
+and what the backend offers. Training (``CnnModel.compute_step``) runs the
+steps; drawing feature maps runs the layers one by one, since it needs every
+layer's output.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .layers.base import PRE_ACTIVATION
+from .layers.conv import Conv2D
+from .layers.pool import AvgPool, MaxPool
+
+#: pooling layer class -> the ``pool`` argument of the fused kernels
+_POOLS = {MaxPool: "max", AvgPool: "avg"}
 
 
 class LayerStep:
@@ -34,7 +44,71 @@ class LayerStep:
         return g_x, {self._keys[name]: g for name, g in grads.items()}
 
 
-def plan_steps(layers: list, ops) -> list[LayerStep]:
-    """The steps that run ``layers`` on the backend ``ops`` (one layer each, for now)."""
-    del ops  # the fused steps will look at it: which fused kernels the backend has
-    return [LayerStep(layer) for layer in layers]
+class ConvPoolStep:
+    """A conv layer and the pooling layer after it as one step, on the backend's fused kernels
+    (``ops.conv_pool_forward`` / ``conv_pool_backward``); the interface of ``LayerStep``.
+
+    Forward writes only the pooled output (the pooling layer's workspace array ``pre``) and a
+    uint8 ``code`` (``<conv>/pool_code``: the max's choice and the activation's mask), not the
+    conv output; backward writes the conv's input gradient (``<conv>/g_x``). The pooling
+    layer's own activation (none by default) runs after the pooling, as in ``LayerStep``.
+    """
+
+    def __init__(self, conv: Conv2D, pool, ops):
+        self.layers = (conv, pool)
+        self._conv, self._pool, self._ops = conv, pool, ops
+        self._kind = _POOLS[type(pool)]
+        self._keys = {name: f"{conv.key}/{name}" for name in conv.params}
+
+    def __repr__(self) -> str:
+        return f"ConvPoolStep({self._conv.key}, {self._pool.key})"
+
+    def forward(self, x: np.ndarray, workspace=None):
+        conv, pool, ops = self._conv, self._pool, self._ops
+        mb = x.shape[0]
+        act = conv.spec.actfunc
+        code = None
+        if workspace is not None:
+            shape = ops.conv_pool_code_shape(mb, conv.output_shape[2], conv.geo, act, self._kind, pool.geo)
+            code = workspace.get(f"{conv.key}/pool_code", shape, np.uint8)
+        pooled, code = ops.conv_pool_forward(
+            x, conv.params["k"], conv.params["b"], conv.geo, act, self._kind, pool.geo,
+            out=pool.buffer(workspace, PRE_ACTIVATION, (mb, *pool.output_shape)), code=code,
+        )
+        y = pool.activate(pooled, workspace)
+        return y, (x, code, y)
+
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool, workspace=None):
+        conv, pool = self._conv, self._pool
+        x, code, y = aux
+        g_pooled = pool.grad_activation(g_y, y, workspace)
+        g_x, g_k, g_b = self._ops.conv_pool_backward(
+            g_pooled, code, x, conv.params["k"], conv.geo, conv.spec.actfunc, self._kind, pool.geo,
+            bool(input_grad), out=conv.buffer(workspace, "g_x", x.shape) if input_grad else None,
+        )
+        return g_x, {self._keys["k"]: g_k, self._keys["b"]: g_b}
+
+
+def fusable(conv, pool, ops) -> bool:
+    """True if ``conv`` and the next layer ``pool`` can run as one ``ConvPoolStep`` on ``ops``:
+    the backend fuses, ``pool`` is a max or avg pooling without padding, and the backend's
+    kernels serve the pair (``conv_pool_fusable``: a stride-1 conv with ReLU or no activation)."""
+    return (ops.fuses_conv_pool and isinstance(conv, Conv2D) and type(pool) in _POOLS
+            and not any(pool.pads)
+            and ops.conv_pool_fusable(conv.geo, conv.spec.actfunc, _POOLS[type(pool)], pool.geo))
+
+
+def plan_steps(layers: list, ops, *, fuse: bool = True) -> list:
+    """The steps that run ``layers`` on the backend ``ops``: a ``ConvPoolStep`` for every conv
+    layer followed by a pooling layer the backend fuses with it (unless ``fuse`` is False),
+    a ``LayerStep`` for every other layer."""
+    steps: list = []
+    i = 0
+    while i < len(layers):
+        if fuse and i + 1 < len(layers) and fusable(layers[i], layers[i + 1], ops):
+            steps.append(ConvPoolStep(layers[i], layers[i + 1], ops))
+            i += 2
+        else:
+            steps.append(LayerStep(layers[i]))
+            i += 1
+    return steps

@@ -76,7 +76,8 @@ CHILD_PRELUDE = textwrap.dedent(
 
 def run_child(code: str, env: dict | None = None) -> dict:
     """Run the prelude then ``code`` in a fresh interpreter; the JSON its ``report()`` printed."""
-    child_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    # without what this process's policy or an earlier test's threadpoolctl import may have set
+    child_env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", *THREADPOOLCTL_ENV)}
     child_env.update(env or {})
     proc = subprocess.run([sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(code)], capture_output=True,
                           text=True, cwd=ROOT, env=child_env, timeout=600, check=False)
@@ -318,8 +319,12 @@ def test_a_model_step_enters_threadpoolctl_once_per_pass(monkeypatch):
     assert runtime.blas_depth() == 0
 
 
-def test_the_blas_limit_is_real_and_restored():
+def test_the_blas_limit_is_real_and_restored(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    # a controller made now knows every BLAS loaded so far (an earlier test may have loaded
+    # another one, e.g. PyTorch's, after the runtime's controller was made; fastcnn only
+    # needs NumPy's, loaded before its first step)
+    monkeypatch.setattr(runtime, "_controller", None)
 
     def blas_threads():
         return [m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas"]

@@ -277,15 +277,24 @@ NETS = {
         ["conv", {"ksize": 1, "chn": 3}],
         6,
     ]),
+    # fused steps (numba): one channel in with avg pooling after ReLU (the mask code), a
+    # conv without activation and an overlapping max pool with its own ReLU
+    "c1-avg-conv-max": ((9, 9, 1), [
+        ["conv", {"ksize": 3, "chn": 5, "padding": "valid"}],
+        ["avg", {"ksize": 3, "stride": 2}],
+        ["conv", {"ksize": 2, "chn": 4, "actfunc": "none"}],
+        ["max", {"ksize": 2, "stride": 1, "actfunc": "relu"}],
+        6,
+    ]),
 }
 
 
-def _models(net: str, backend: str = "numba"):
+def _models(net: str, backend: str = "numba", fuse: bool = True):
     """Two identical models of ``NETS[net]``: buffer reuse on (where the backend has it) and off."""
     shape, hconfigs = NETS[net]
     ds = tiny_dataset(n=40, shape=shape, classes=3)
-    reuse = CnnModel("reuse", ds, None, hconfigs, backend=backend, seed=7)
-    fresh = CnnModel("fresh", ds, None, hconfigs, backend=backend, seed=7)
+    reuse = CnnModel("reuse", ds, None, hconfigs, backend=backend, seed=7, fuse=fuse)
+    fresh = CnnModel("fresh", ds, None, hconfigs, backend=backend, seed=7, fuse=fuse)
     fresh.workspace = None
     return ds, reuse, fresh
 
@@ -294,9 +303,10 @@ def _pointers(ws: Workspace) -> dict:
     return {key: a.ctypes.data for key, a in ws.arrays().items()}
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "layers"])
 @pytest.mark.parametrize("net", list(NETS))
-def test_compute_step_reuses_buffers_bit_identically(net):
-    ds, reuse, fresh = _models(net)
+def test_compute_step_reuses_buffers_bit_identically(net, fuse):
+    ds, reuse, fresh = _models(net, fuse=fuse)
     ws = reuse.workspace
     assert isinstance(ws, Workspace) and ws.allocations == 0
     x0, _ = ds.get_train_data(np.arange(8))
@@ -331,14 +341,22 @@ def test_compute_step_reuses_buffers_bit_identically(net):
     # what the caller got before the steps is unchanged by them
     for before, now in zip(kept, [predicted, out0] + [m for _, m in maps], strict=True):
         assert _bits(before) == _bits(now)
-    # every conv and pooling layer keeps its output; the first conv has no g_x buffer;
-    # dense layers keep their input gradient, and their weight gradient only with reuse_grads
+    # every conv and pooling layer keeps its output, except a conv fused with its pooling (which
+    # keeps the pooling's code instead, and no gradient of the pooling's input); the first conv
+    # has no g_x buffer; dense layers keep their input gradient, and their weight gradient only
+    # with reuse_grads
     names = {name for name, _, _ in ws.arrays()}
+    fused = {layer.key for step in reuse.steps if len(step.layers) == 2 for layer in step.layers}
+    assert bool(fused) == (fuse and net != "c1-maxpad-stride2")  # padded pooling, strided conv: unfused
     first = reuse.layers[0].key
-    assert f"{first}/pre" in names and f"{first}/g_x" not in names
+    assert f"{first}/g_x" not in names
     for layer in reuse.layers:
+        if layer.spec.type == "conv":
+            assert (f"{layer.key}/pre" in names) == (layer.key not in fused)
+            assert (f"{layer.key}/pool_code" in names) == (layer.key in fused)
         if layer.spec.type in ("max", "avg"):
-            assert f"{layer.key}/pre" in names and f"{layer.key}/g_x" in names
+            assert f"{layer.key}/pre" in names
+            assert (f"{layer.key}/g_x" in names) == (layer.key not in fused)
         if layer.spec.type == "full":
             assert f"{layer.key}/g_x" in names and f"{layer.key}/g_w" not in names
 
@@ -453,11 +471,12 @@ def _traced_peak(fn) -> int:
     return peak - start
 
 
-def test_a_warm_training_step_allocates_no_large_numpy_array():
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "layers"])
+def test_a_warm_training_step_allocates_no_large_numpy_array(fuse):
     """tracemalloc sees every NumPy data allocation: a warm step's peak stays near its start."""
     shape, hconfigs = (16, 16, 1), [["conv", {"ksize": 5, "chn": 32}], ["max", {"stride": 2}], 64, 10]
     ds = tiny_dataset(n=200, shape=shape, classes=10)
-    model = CnnModel("warm", ds, None, hconfigs, backend="numba", seed=3)
+    model = CnnModel("warm", ds, None, hconfigs, backend="numba", seed=3, fuse=fuse)
     x, y = ds.get_train_data(np.arange(100))
     big = 100 * 12 * 12 * 32 * 4  # one conv output: 1.8 MB
 
@@ -470,6 +489,7 @@ def test_a_warm_training_step_allocates_no_large_numpy_array():
     # what remains are small per-call temporaries (the conv g_k partial sums, 0.4 MB here)
     extra = _traced_peak(step)
     assert extra < big / 2, f"a warm step allocated {extra} bytes at its peak"
-    # and the same step without the workspace does allocate conv-sized arrays (the check can fail)
+    # and the same step without the workspace does allocate conv-sized arrays (the check can fail);
+    # fused, the conv output never becomes an array: the pooled one (a quarter) is the largest
     model.workspace = None
-    assert _traced_peak(step) >= big
+    assert _traced_peak(step) >= (big // 4 if fuse else big)

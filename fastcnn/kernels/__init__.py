@@ -29,6 +29,7 @@ from .shapes import ConvGeometry, PoolGeometry, conv_geometry, pool_geometry
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
+    "FUSES_CONV_POOL",
     "SINGLE_THREADED_BLAS",
     "WRITES_INTO_OUT",
     "avg_pool_backward",
@@ -80,6 +81,10 @@ WRITES_INTO_OUT = _Capability("WRITES_INTO_OUT")
 #: own the cores, and the dense layers' products then give the same bits whatever
 #: BLAS's thread count (``matmul`` splits them in fixed pieces).
 SINGLE_THREADED_BLAS = _Capability("SINGLE_THREADED_BLAS")
+#: backend name -> True if it runs a stride-1 conv, its activation and the pooling right
+#: after it as one pass (``FUSED_FUNCTIONS``): models then run such a pair as one step
+#: (``fastcnn.steps``), with the same bits as layer by layer.
+FUSES_CONV_POOL = _Capability("FUSES_CONV_POOL")
 
 #: The internal functions every backend module defines. Arrays arrive
 #: C-contiguous with one float dtype; geometry arrives resolved.
@@ -117,8 +122,13 @@ BACKEND_FUNCTIONS = (
     "matmul",
 )
 
-#: what every backend declares about itself (bools; see WRITES_INTO_OUT, SINGLE_THREADED_BLAS)
-CAPABILITIES = ("WRITES_INTO_OUT", "SINGLE_THREADED_BLAS")
+#: what every backend declares about itself (bools; see WRITES_INTO_OUT, SINGLE_THREADED_BLAS,
+#: FUSES_CONV_POOL)
+CAPABILITIES = ("WRITES_INTO_OUT", "SINGLE_THREADED_BLAS", "FUSES_CONV_POOL")
+
+#: what a backend with FUSES_CONV_POOL defines besides BACKEND_FUNCTIONS (the numba ones:
+#: ``NumbaHost``, which documents them; called by ``fastcnn.steps`` through ``ops.Ops``)
+FUSED_FUNCTIONS = ("conv_pool_fusable", "conv_pool_code_shape", "conv_pool_forward", "conv_pool_backward")
 
 _loaded: dict[str, ModuleType] = {}
 
@@ -146,6 +156,8 @@ def get_backend(name: str) -> ModuleType:
     backend = getattr(module, "BACKEND", module)
     missing = [f for f in BACKEND_FUNCTIONS if not callable(getattr(backend, f, None))]
     missing += [c for c in CAPABILITIES if not isinstance(getattr(backend, c, None), bool)]
+    if getattr(backend, "FUSES_CONV_POOL", False) is True:
+        missing += [f for f in FUSED_FUNCTIONS if not callable(getattr(backend, f, None))]
     if missing:
         raise ImportError(f"backend {name!r} ({module.__name__}) lacks {', '.join(missing)}")
     _loaded[name] = backend

@@ -34,7 +34,8 @@ BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 
 #: kernel -> (argument kinds, result kind, split). Kinds: "F<n>" a C-contiguous float
 #: array of n dimensions (all of one call share a dtype: float32 or float64), "I1" a
-#: C-contiguous int64 vector, "i" an int, "f" a float, "b" a bool; results "void",
+#: C-contiguous int64 vector, "U<n>" a C-contiguous uint8 array of n dimensions (the
+#: fused kernels' ``code``), "i" an int, "f" a float, "b" a bool; results "void",
 #: "F1" or "I1". Kernels without float arrays are built once. ``split`` says how a
 #: call is cut into pieces for several threads: (index of the argument whose first
 #: axis is the batch, indices of every argument cut along its first axis), the cut
@@ -42,12 +43,20 @@ BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 #: yh*yw rows per image); None: the kernel runs whole. Every such kernel treats its
 #: batch items (images, or elements) independently, so results do not depend on the cut.
 _CONV_BWD = (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b", "b"), "void", (1, (0, 1, 7, 8, 9)))
+#: the fused backwards: g_p, code, x, weights, kh, kw, pt, pl, yh, yw, relu, avg, pool window and
+#: stride, g_x, gk_part, gb_part, input_grad, wide
+_CONV_POOL_BWD = (("F4", "U4", "F4", "F2") + ("i",) * 6 + ("b", "b") + ("i",) * 4
+                  + ("F4", "F3", "F2", "b", "b"), "void", (2, (0, 1, 2, 16, 17, 18)))
 KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | None]] = {
     "_tap_offsets": (("i", "i", "i", "i", "i"), "I1", None),
     "_conv_fwd": (("F4", "F2", "F1", "i", "i", "i", "i", "F4"), "void", (0, (0, 7))),
     "_conv_fwd_blocked": (("F4", "I1", "F2", "F1", "i", "i", "i", "i", "F4", "b"), "void", (0, (0, 8))),
     "_conv_bwd": _CONV_BWD,
     "_conv_bwd_c1": _CONV_BWD,
+    "_conv_pool_fwd": (("F4", "I1", "F2", "F1") + ("i",) * 6 + ("b",) * 4 + ("i",) * 4 + ("F4", "U4"), "void",
+                       (0, (0, 18, 19))),
+    "_conv_pool_bwd": _CONV_POOL_BWD,
+    "_conv_pool_bwd_c1": _CONV_POOL_BWD,
     "_sum_batch": (("F2",), "F1", None),
     "_ext_regions": (("F4",) + ("i",) * 8 + ("F2",), "void", (0, (0, 9))),
     "_undo_ext_regions": (("F2",) + ("i",) * 8 + ("F4",), "void", (9, (0, 9))),
@@ -65,6 +74,8 @@ MIN_SPLIT_BYTES = 128 * 1024
 #: numba type code of each float dtype the kernels are built for
 FLOAT_CODES = {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8"}
 _SCALAR_CODES = {"i": "i8", "f": "f8", "b": "b1"}
+#: dtype of the non-float array kinds
+_INT_KINDS = {"I": np.dtype(np.int64), "U": np.dtype(np.uint8)}
 
 #: LLVM feature name -> /proc/cpuinfo flag, for the features that decide whether
 #: code built on one x86 CPU runs on another
@@ -90,7 +101,7 @@ def _type(kind: str, code: str | None) -> str:
         return "void"
     if kind in _SCALAR_CODES:
         return _SCALAR_CODES[kind]
-    base = {"F": code, "I": "i8"}[kind[0]]
+    base = {"F": code, "I": "i8", "U": "u1"}[kind[0]]
     dims = int(kind[1:])
     return f"{base}[{', '.join([':'] * (dims - 1) + ['::1'])}]"
 
@@ -122,14 +133,14 @@ class CheckedKernel:
             raise TypeError(f"{self.name} takes {len(self.kinds)} arguments, got {len(args)}")
         dtype = None
         for i, (kind, arg) in enumerate(zip(self.kinds, args, strict=True)):
-            if kind[0] not in "FI":
+            if kind[0] not in "FIU":
                 continue
             dims = int(kind[1:])
             if not isinstance(arg, np.ndarray) or arg.ndim != dims or not arg.flags.c_contiguous:
                 got = f"{arg.ndim}-d {arg.dtype} array, C-contiguous: {arg.flags.c_contiguous}" \
                     if isinstance(arg, np.ndarray) else type(arg).__name__
                 raise TypeError(f"{self.name}: argument {i} must be a C-contiguous {dims}-d array, got {got}")
-            want = np.dtype(np.int64) if kind[0] == "I" else (dtype or arg.dtype)
+            want = _INT_KINDS.get(kind[0], dtype or arg.dtype)
             if arg.dtype != want:
                 raise TypeError(f"{self.name}: argument {i} has dtype {arg.dtype}, expected {want}")
             if kind[0] == "F":
@@ -210,7 +221,7 @@ def source_digest() -> str:
     other sources is stale."""
     digest = hashlib.sha256()
     for name in ("numba_kernels.py", "numba_simd.py", "numba_blocks.py", "numba_conv_fwd.py",
-                 "numba_conv_bwd.py", "numba_pool.py", "numba_elementwise.py", "aot.py"):
+                 "numba_conv_bwd.py", "numba_pool.py", "numba_elementwise.py", "numba_fused.py", "aot.py"):
         digest.update((PACKAGE_DIR / name).read_bytes())
     return digest.hexdigest()
 

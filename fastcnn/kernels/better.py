@@ -16,9 +16,11 @@ import numpy as np
 from .elementwise import adam_update, matmul, relu_backward, relu_forward  # noqa: F401  (shared NumPy steps)
 from .shapes import ConvGeometry, PoolGeometry
 
-#: capabilities (``fastcnn.kernels.ops``): returns new arrays; BLAS keeps its own threads
+#: capabilities (``fastcnn.kernels.ops``): returns new arrays; BLAS keeps its own threads;
+#: no fused conv + pooling kernels (models run layer by layer)
 WRITES_INTO_OUT = False
 SINGLE_THREADED_BLAS = False
+FUSES_CONV_POOL = False
 
 
 def _extend(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:

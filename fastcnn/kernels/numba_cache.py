@@ -27,6 +27,7 @@ KERNEL_SOURCES = (
     "numba_conv_bwd.py",
     "numba_pool.py",
     "numba_elementwise.py",
+    "numba_fused.py",
 )
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

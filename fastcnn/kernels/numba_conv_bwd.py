@@ -5,7 +5,9 @@ frame with the planar ``g_y`` (``_corr_grad``), ``g_x`` as the full correlation
 of the zero-padded ``g_y`` with the flipped kernel (``numba_conv_fwd._corr4x3``).
 ``_conv_bwd_c1`` (one input channel): see the comment above it.
 
-Threads split the batch (``prange`` over images). Every thread owns its outputs:
+Threads split the batch (``prange`` over images); the work of one image is
+``_bwd_image`` / ``_bwd_c1_image``, which the fused conv + pooling backwards
+(``numba_fused``) run on the gradient frame they build. Every thread owns its outputs:
 ``g_x`` scatters stay inside one image, and ``g_k``/``g_b`` are per-image
 partials that ``NumbaHost`` sums in image order afterwards (``_sum_batch``), so
 results do not depend on scheduling.
@@ -86,6 +88,46 @@ def _corr_grad3x3(src, offs, g, gk):
                     gk[j + t, co + c] = acc[3 * t + c]
 
 
+@njit(cache=True)
+def _bwd_offsets(kh, kw, xc, yc, yh, yw, ntap4):
+    """(offs_x, offs_g): the tap offsets of _bwd_image's x frame and of its padded g_y frame."""
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    hq = hp + kh - 1  # g_y frame for the full correlation: kh-1 / kw-1 zeros on every side
+    wq = wp + kw - 1
+    offs_x = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+    offs_g = np.zeros(ntap4, np.int64)  # padding taps read offset 0 with zero weights
+    offs_g[: yc * kh * kw] = _tap_offsets(kh, kw, yc, (hq + 1) * wq, wq)
+    return offs_x, offs_g
+
+
+@njit(cache=True)
+def _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk, gb, input_grad, wide):
+    """The backward of image n from its output gradient gw [yc, yh, wp] (the x frame's width,
+    zeros at ox >= yw): gb [yc], gk [xc*kh*kw, yc] and, with ``input_grad``, g_x[n].
+
+    The prange body of ``_conv_bwd`` and of the fused ``numba_fused._conv_pool_bwd``.
+    """
+    yc, yh, wp = gw.shape
+    hp = yh + kh - 1
+    yw = wp - kw + 1
+    wq = wp + kw - 1
+    xs = np.empty((x.shape[3], hp + 1, wp), x.dtype)
+    _to_planar(x, n, pt, pl, xs)
+    gw2 = gw.reshape(yc, yh * wp)
+    for co in range(yc):
+        gb[co] = _vsum(gw2[co])
+    _corr_grad(xs.reshape(-1), offs_x, gw2, gk, wide)
+    if not input_grad:
+        return
+    xcp = wt_flip.shape[1]
+    gq = np.empty((yc, hp + kh, wq), x.dtype)  # hq + 1 rows
+    _repad(gw, yw, kh - 1, kw - 1, gq)  # from gw: row copies, not a second transpose
+    out = np.empty((xcp, hp * wq), x.dtype)
+    _corr4x3(gq.reshape(-1), offs_g, wt_flip, np.zeros(xcp, x.dtype), out)  # g_x has no bias
+    _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
+
+
 @njit(parallel=True, cache=True)
 def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad, wide):
     """Stride 1, per image n: g_x[n], and partial sums gk_part[n] [xc*kh*kw, yc], gb_part[n].
@@ -95,34 +137,15 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     zero padded to a multiple of 4 taps and 3 channels (see _corr4x3); cropped to the input.
     gk_part rows are in tap order (ci, ky, kx). ``wide``: the g_k blocks (see _corr_grad).
     """
-    mb, xh, xw, xc = x.shape
-    yc = g_y.shape[3]
-    _, yh, yw, _ = g_y.shape
-    hp = yh + kh - 1
+    mb, _, _, xc = x.shape
+    _, yh, yw, yc = g_y.shape
     wp = yw + kw - 1
-    hq = hp + kh - 1  # g_y frame for the full correlation: kh-1 / kw-1 zeros on every side
-    wq = wp + kw - 1
-    offs_x = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
-    ntap4, xcp = wt_flip.shape
-    offs_g = np.zeros(ntap4, np.int64)  # padding taps read offset 0 with zero weights
-    offs_g[: yc * kh * kw] = _tap_offsets(kh, kw, yc, (hq + 1) * wq, wq)
-    zero = np.zeros(xcp, x.dtype)  # g_x has no bias
+    offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, wt_flip.shape[0])
     for n in prange(mb):
-        xs = np.empty((xc, hp + 1, wp), x.dtype)
-        _to_planar(x, n, pt, pl, xs)
         gw = np.empty((yc, yh, wp), x.dtype)  # g_y in the x frame's width, zeros at ox >= yw
         _to_planar(g_y, n, 0, 0, gw)
-        gw2 = gw.reshape(yc, yh * wp)
-        for co in range(yc):
-            gb_part[n, co] = _vsum(gw2[co])
-        _corr_grad(xs.reshape(-1), offs_x, gw2, gk_part[n], wide)
-        if not input_grad:
-            continue
-        gq = np.empty((yc, hq + 1, wq), x.dtype)
-        _repad(gw, yw, kh - 1, kw - 1, gq)  # from gw: row copies, not a second transpose
-        out = np.empty((xcp, hp * wq), x.dtype)
-        _corr4x3(gq.reshape(-1), offs_g, wt_flip, zero, out)
-        _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
+        _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
+                   wide)
 
 
 # One input channel (SimpleConvNet: 1 -> 30, 5x5) gets its own backward. g_x as a
@@ -137,6 +160,78 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
 # skip the kw - 1 dropped columns per row (14 % of their work for 5x5 on 28x28).
 
 
+@njit(cache=True)
+def _c1_offsets(kh, kw, ntap5, yh, yw):
+    """Tap offsets into _shifted's frames: tap (ky, kx) at kx*hp*yw + ky*yw (padding taps: 0)."""
+    offs = np.zeros(ntap5, np.int64)  # padding taps read offset 0 (their sums are dropped / zero)
+    for ky in range(kh):
+        for kx in range(kw):
+            offs[ky * kw + kx] = kx * (yh + kh - 1) * yw + ky * yw
+    return offs
+
+
+@njit(cache=True)
+def _bwd_c1_image(x, n, gw, wtap, kh, kw, pt, pl, offs, g_x, gk, gb, input_grad, wide):
+    """The one-input-channel backward of image n from its output gradient gw [ycp, yh, yw]
+    (channels zero padded to wtap's): gb [yc], gk [ntap5, ycp] and, with ``input_grad``, g_x[n].
+
+    The prange body of ``_conv_bwd_c1`` and of the fused ``numba_fused._conv_pool_bwd_c1``.
+    """
+    ycp, yh, yw = gw.shape
+    ntap5 = wtap.shape[1]
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    L = yh * yw  # output pixels of one frame (frames are yw wide, see _shifted)
+    M = hp * yw  # a column-shifted x frame; also one kx slice of g_x before the shift
+    pad = (kh - 1) * yw  # largest row shift
+    xs = np.empty((1, hp + 1, wp), x.dtype)
+    _to_planar(x, n, pt, pl, xs)
+    xf = _shifted(xs[0, :hp], kw, yw).reshape(-1)
+    g2 = gw.reshape(ycp, L)
+    for co in range(gb.shape[0]):
+        gb[co] = _vsum(g2[co])
+    # g_k: 5 taps x 3 channels per pass over the frame (5 x 2 if not wide)
+    acc = np.empty(15, x.dtype)
+    for j in range(0, ntap5, 5):
+        d0, d1, d2, d3, d4 = offs[j], offs[j + 1], offs[j + 2], offs[j + 3], offs[j + 4]
+        if wide:
+            for co in range(0, ycp, 3):
+                _dot5x3(g2[co], g2[co + 1], g2[co + 2], xf[d0 : d0 + L], xf[d1 : d1 + L],
+                        xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                for t in range(5):
+                    for c in range(3):
+                        gk[j + t, co + c] = acc[3 * t + c]
+        else:
+            for co in range(0, ycp, 2):
+                _dot5x2(g2[co], g2[co + 1], xf[d0 : d0 + L], xf[d1 : d1 + L],
+                        xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                for t in range(5):
+                    for c in range(2):
+                        gk[j + t, co + c] = acc[2 * t + c]
+    if not input_grad:
+        return
+    # g_x: cols = GEMM over channels, then col2im as a gather per kx, then the kx shifts
+    cols = np.empty((ntap5, pad + M), x.dtype)
+    for t in range(ntap5):
+        cols[t, :pad] = 0
+        cols[t, pad + L :] = 0
+    for t in range(0, ntap5, 5):
+        for co in range(0, ycp, 5):
+            _mac5x5(g2[co], g2[co + 1], g2[co + 2], g2[co + 3], g2[co + 4],
+                    cols[t, pad : pad + L], cols[t + 1, pad : pad + L], cols[t + 2, pad : pad + L],
+                    cols[t + 3, pad : pad + L], cols[t + 4, pad : pad + L],
+                    wtap[co : co + 5, t : t + 5], co == 0)
+    h = np.zeros((kw, M), x.dtype)
+    for t in range(kh * kw):  # h[kx, q] += cols[t, pad + q - ky*yw]
+        a = pad - (t // kw) * yw
+        _add_to(h[t % kw], cols[t, a : a + M])
+    out = np.zeros((1, hp, wp), x.dtype)
+    for kx in range(kw):  # frame[r, c + kx] += h[kx, r*yw + c]
+        for r in range(hp):
+            _add_to(out[0, r, kx : kx + yw], h[kx, r * yw : r * yw + yw])
+    _from_frame(out.reshape(1, -1), wp, pt, pl, g_x, n)
+
+
 @njit(parallel=True, cache=True)
 def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad, wide):
     """Stride 1, one input channel, per image n: g_x[n], gk_part[n] [ntap5, ycp], gb_part[n].
@@ -148,63 +243,9 @@ def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     mb = x.shape[0]
     _, yh, yw, yc = g_y.shape
     ycp, ntap5 = wtap.shape
-    hp = yh + kh - 1
-    wp = yw + kw - 1
-    L = yh * yw  # output pixels of one frame (frames are yw wide, see _shifted)
-    M = hp * yw  # a column-shifted x frame; also one kx slice of g_x before the shift
-    offs = np.zeros(ntap5, np.int64)  # padding taps read offset 0 (their sums are dropped / zero)
-    for ky in range(kh):
-        for kx in range(kw):
-            offs[ky * kw + kx] = kx * M + ky * yw
-    pad = (kh - 1) * yw  # largest row shift
+    offs = _c1_offsets(kh, kw, ntap5, yh, yw)
     for n in prange(mb):
-        xs = np.empty((1, hp + 1, wp), x.dtype)
-        _to_planar(x, n, pt, pl, xs)
-        xf = _shifted(xs[0, :hp], kw, yw).reshape(-1)
         gw = np.empty((ycp, yh, yw), x.dtype)
         _to_planar(g_y, n, 0, 0, gw[:yc])
         gw[yc:] = 0
-        g2 = gw.reshape(ycp, L)
-        for co in range(yc):
-            gb_part[n, co] = _vsum(g2[co])
-        # g_k: 5 taps x 3 channels per pass over the frame (5 x 2 if not wide)
-        gk = gk_part[n]
-        acc = np.empty(15, x.dtype)
-        for j in range(0, ntap5, 5):
-            d0, d1, d2, d3, d4 = offs[j], offs[j + 1], offs[j + 2], offs[j + 3], offs[j + 4]
-            if wide:
-                for co in range(0, ycp, 3):
-                    _dot5x3(g2[co], g2[co + 1], g2[co + 2], xf[d0 : d0 + L], xf[d1 : d1 + L],
-                            xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
-                    for t in range(5):
-                        for c in range(3):
-                            gk[j + t, co + c] = acc[3 * t + c]
-            else:
-                for co in range(0, ycp, 2):
-                    _dot5x2(g2[co], g2[co + 1], xf[d0 : d0 + L], xf[d1 : d1 + L],
-                            xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
-                    for t in range(5):
-                        for c in range(2):
-                            gk[j + t, co + c] = acc[2 * t + c]
-        if not input_grad:
-            continue
-        # g_x: cols = GEMM over channels, then col2im as a gather per kx, then the kx shifts
-        cols = np.empty((ntap5, pad + M), x.dtype)
-        for t in range(ntap5):
-            cols[t, :pad] = 0
-            cols[t, pad + L :] = 0
-        for t in range(0, ntap5, 5):
-            for co in range(0, ycp, 5):
-                _mac5x5(g2[co], g2[co + 1], g2[co + 2], g2[co + 3], g2[co + 4],
-                        cols[t, pad : pad + L], cols[t + 1, pad : pad + L], cols[t + 2, pad : pad + L],
-                        cols[t + 3, pad : pad + L], cols[t + 4, pad : pad + L],
-                        wtap[co : co + 5, t : t + 5], co == 0)
-        h = np.zeros((kw, M), x.dtype)
-        for t in range(kh * kw):  # h[kx, q] += cols[t, pad + q - ky*yw]
-            a = pad - (t // kw) * yw
-            _add_to(h[t % kw], cols[t, a : a + M])
-        out = np.zeros((1, hp, wp), x.dtype)
-        for kx in range(kw):  # frame[r, c + kx] += h[kx, r*yw + c]
-            for r in range(hp):
-                _add_to(out[0, r, kx : kx + yw], h[kx, r * yw : r * yw + yw])
-        _from_frame(out.reshape(1, -1), wp, pt, pl, g_x, n)
+        _bwd_c1_image(x, n, gw, wtap, kh, kw, pt, pl, offs, g_x, gk_part[n], gb_part[n], input_grad, wide)

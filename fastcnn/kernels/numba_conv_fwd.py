@@ -4,7 +4,9 @@
 for an odd last channel); ``_conv_fwd_blocked`` runs ``_corr5`` (5 x 5: one
 input channel) or ``_corr4x3`` (4 x 3: several channels with the narrow
 blocks) on weights zero padded to the block. Which one serves a call is
-``NumbaHost``'s choice (the table in ``numba_kernels``). ``_corr4x3`` is also
+``NumbaHost``'s choice (the table in ``numba_kernels``); both run one image per
+task through ``_conv_image``, which the fused conv + pooling kernels
+(``numba_fused``) run too, so their conv outputs are the same bits. ``_corr4x3`` is also
 the ``g_x`` correlation of ``numba_conv_bwd``. Strided convolutions do not come
 here: they run im2col + one sgemm (``numba_elementwise._ext_regions``).
 
@@ -142,6 +144,24 @@ def _corr5(src, offs, wt, bias, out):
                     _add_scalar(out[co + c, p0 : p0 + n], bias[co + c])
 
 
+@njit(cache=True)
+def _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, blocked, five):
+    """The conv output of image n as a planar frame: out[co, oy*wp + ox] (columns ox >= yw unused).
+
+    ``blocked``: _corr5 if ``five`` else _corr4x3 (offs / wt / b padded to the block);
+    else _corr. The prange body of every stride-1 forward, unfused (``_conv_fwd``,
+    ``_conv_fwd_blocked``) and fused (``numba_fused``), so all do the same arithmetic.
+    """
+    xs = np.empty((x.shape[3], hp + 1, wp), x.dtype)  # +1 row: slack for the garbage columns' reads
+    _to_planar(x, n, pt, pl, xs)
+    if not blocked:
+        _corr(xs.reshape(-1), offs, wt, b, out)
+    elif five:
+        _corr5(xs.reshape(-1), offs, wt, b, out)
+    else:
+        _corr4x3(xs.reshape(-1), offs, wt, b, out)
+
+
 @njit(parallel=True, cache=True)
 def _conv_fwd(x, wt, b, kh, kw, pt, pl, y):
     """Stride 1: y[n, oy, ox, co] = b[co] + sum x_pad[n, oy+ky, ox+kx, ci] * k[ky, kx, ci, co].
@@ -155,28 +175,21 @@ def _conv_fwd(x, wt, b, kh, kw, pt, pl, y):
     wp = yw + kw - 1
     offs = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
     for n in prange(mb):
-        xs = np.empty((xc, hp + 1, wp), x.dtype)  # +1 row: slack for the garbage columns' reads
-        _to_planar(x, n, pt, pl, xs)
         out = np.empty((yc, yh * wp), y.dtype)
-        _corr(xs.reshape(-1), offs, wt, b, out)
+        _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, False, False)
         _from_frame(out, wp, 0, 0, y, n)
 
 
 @njit(parallel=True, cache=True)
 def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five):
-    """_conv_fwd through a blocked correlation (offs/wt/b padded, see NumbaHost._forward_blocked):
+    """_conv_fwd through a blocked correlation (offs/wt/b padded, see NumbaHost._forward_weights):
     _corr5 (5 taps x 5 channels) if ``five``, else _corr4x3 (4 taps x 3 channels)."""
-    mb, _, _, xc = x.shape
+    mb = x.shape[0]
     ycp = wt.shape[1]
     _, yh, yw, _ = y.shape
     hp = yh + kh - 1
     wp = yw + kw - 1
     for n in prange(mb):
-        xs = np.empty((xc, hp + 1, wp), x.dtype)
-        _to_planar(x, n, pt, pl, xs)
         out = np.empty((ycp, yh * wp), y.dtype)
-        if five:
-            _corr5(xs.reshape(-1), offs, wt, b, out)
-        else:
-            _corr4x3(xs.reshape(-1), offs, wt, b, out)
+        _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, True, five)
         _from_frame(out, wp, 0, 0, y, n)

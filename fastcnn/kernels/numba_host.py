@@ -66,6 +66,9 @@ class NumbaHost:
     WRITES_INTO_OUT = True
     #: the kernels own the cores: models run BLAS single-threaded around them
     SINGLE_THREADED_BLAS = True
+    #: a stride-1 conv, its activation and the pooling after it run as one kernel
+    #: (``conv_pool_*`` below; ``fastcnn.steps`` makes them one step)
+    FUSES_CONV_POOL = True
 
     def __init__(self, kernels, *, wide: bool, threads: Callable[[], int]):
         self.k = kernels
@@ -78,59 +81,77 @@ class NumbaHost:
     # convolution
     # ----------------------------------------------------------------------
 
-    def _forward_blocked(self, x, k, b, geo, five, out=None):
-        """conv2d_forward, stride 1, through _conv_fwd_blocked: taps / channels / bias
-        zero padded to the block (5 / 5, or 4 / 3)."""
-        taps, chns = (5, 5) if five else (4, 3)
-        kh, kw, xc, yc = k.shape
-        ntap = xc * kh * kw
-        wt = np.zeros((-(-ntap // taps) * taps, -(-yc // chns) * chns), x.dtype)
-        wt[:ntap, :yc] = k.transpose(2, 0, 1, 3).reshape(ntap, yc)  # tap order (ci, ky, kx)
-        bp = np.zeros(wt.shape[1], x.dtype)
-        bp[:yc] = b
-        hp = geo.yh + kh - 1
-        wp = geo.yw + kw - 1
-        offs = np.zeros(wt.shape[0], np.int64)
-        offs[:ntap] = self.k._tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
-        y = _output(out, (x.shape[0], geo.yh, geo.yw, yc), x.dtype)
-        self.k._conv_fwd_blocked(x, offs, wt, bp, kh, kw, geo.pads[0], geo.pads[2], y, five)
-        return y
-
     def _fwd4x3(self, yc) -> bool:
         """Narrow blocks (AVX2): 4 taps x 3 channels beat _corr's 4 x 2 (little channel padding only)."""
         return not self.wide and (yc % 3 == 0 or yc > 8)
 
-    def _backward_c1(self, g_y, x, k, geo, input_grad, out=None):
-        """conv2d_backward for one input channel, stride 1 (see _conv_bwd_c1)."""
-        mb = x.shape[0]
-        kh, kw, _, yc = k.shape
-        ntap = kh * kw
-        ycp = -(-yc // self.c1_chn) * self.c1_chn
-        ntap5 = -(-ntap // 5) * 5
-        wtap = np.zeros((ycp, ntap5), x.dtype)
-        wtap[:yc, :ntap] = k.reshape(ntap, yc).T
-        g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
-        gk_part = np.empty((mb, ntap5, ycp), x.dtype)
-        gb_part = np.empty((mb, yc), x.dtype)
-        self.k._conv_bwd_c1(g_y, x, wtap, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad,
-                            self.wide)
-        g_k = self.k._sum_batch(gk_part.reshape(mb, -1)).reshape(ntap5, ycp)[:ntap, :yc]
-        g_b = self.k._sum_batch(gb_part)
-        return (g_x if input_grad else None), np.ascontiguousarray(g_k).reshape(k.shape), g_b
+    def _forward_weights(self, k, b, geo):
+        """A stride-1 forward as the dispatch table chooses it: ``(blocked, five, offs, wt, bias)``,
+        the arguments of ``_conv_image``. wt is k in tap order (ci, ky, kx); blocked: _corr5 if
+        five else _corr4x3, taps / channels / bias zero padded to the block (5 / 5, or 4 / 3);
+        else _corr, offs None (``_conv_fwd`` makes its own)."""
+        kh, kw, xc, yc = k.shape
+        ntap = xc * kh * kw
+        five = xc == 1  # 5 taps x 5 channels
+        if not five and not self._fwd4x3(yc):
+            return False, False, None, np.ascontiguousarray(k.transpose(2, 0, 1, 3)).reshape(ntap, yc), b
+        taps, chns = (5, 5) if five else (4, 3)
+        wt = np.zeros((-(-ntap // taps) * taps, -(-yc // chns) * chns), k.dtype)
+        wt[:ntap, :yc] = k.transpose(2, 0, 1, 3).reshape(ntap, yc)
+        bp = np.zeros(wt.shape[1], k.dtype)
+        bp[:yc] = b
+        offs = np.zeros(wt.shape[0], np.int64)
+        offs[:ntap] = self._tap_offsets(k, geo)
+        return True, five, offs, wt, bp
+
+    def _tap_offsets(self, k, geo) -> np.ndarray:
+        """Tap offsets into the padded planar x frame of a stride-1 forward (``_tap_offsets``)."""
+        kh, kw, xc, _ = k.shape
+        hp = geo.yh + kh - 1
+        wp = geo.yw + kw - 1
+        return self.k._tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+
+    def _backward_weights(self, k):
+        """A stride-1 backward's weights: ``(True, wtap)`` for one input channel (_conv_bwd_c1:
+        [ycp, ntap5], channels padded to c1_chn, taps to 5), else ``(False, wt_flip)`` (_conv_bwd:
+        the flipped kernel in tap order (co, ky, kx), [yc*kh*kw, xc] padded to 4 taps / 3 channels)."""
+        kh, kw, xc, yc = k.shape
+        if xc == 1:
+            ntap = kh * kw
+            wtap = np.zeros((-(-yc // self.c1_chn) * self.c1_chn, -(-ntap // 5) * 5), k.dtype)
+            wtap[:yc, :ntap] = k.reshape(ntap, yc).T
+            return True, wtap
+        ntap = yc * kh * kw
+        wt_flip = np.zeros((-(-ntap // 4) * 4, -(-xc // 3) * 3), k.dtype)
+        wt_flip[:ntap, :xc] = k[::-1, ::-1].transpose(3, 0, 1, 2).reshape(ntap, xc)
+        return False, wt_flip
+
+    @staticmethod
+    def _gradient_parts(x, k, c1, wt):
+        """The per-image partials a stride-1 backward fills: gk_part [mb, taps, chns], gb_part [mb, yc]."""
+        kh, kw, xc, yc = k.shape
+        taps_chns = wt.shape[::-1] if c1 else (xc * kh * kw, yc)
+        return np.empty((x.shape[0], *taps_chns), x.dtype), np.empty((x.shape[0], yc), x.dtype)
+
+    def _sum_parts(self, k, c1, gk_part, gb_part):
+        """(g_k like k, g_b): fixed-order sums over the batch, the same bits whatever the thread schedule."""
+        kh, kw, xc, yc = k.shape
+        g_k = self.k._sum_batch(gk_part.reshape(gk_part.shape[0], -1)).reshape(gk_part.shape[1:])
+        g_k = g_k[: kh * kw, :yc] if c1 else g_k.reshape(xc, kh, kw, yc).transpose(1, 2, 0, 3)
+        return np.ascontiguousarray(g_k).reshape(k.shape), self.k._sum_batch(gb_part)
 
     def conv2d_forward(self, x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry,
                        out: np.ndarray | None = None) -> np.ndarray:
         """x [mb, xh, xw, xchn], k [kh, kw, xchn, ychn], b [ychn] -> y [mb, yh, yw, ychn] (or ``out``)."""
         if geo.sh != 1 or geo.sw != 1:
             return self._strided_forward(x, k, b, geo, out)
-        if x.shape[3] == 1:  # 5 taps x 5 channels
-            return self._forward_blocked(x, k, b, geo, True, out)
-        if self._fwd4x3(k.shape[3]):
-            return self._forward_blocked(x, k, b, geo, False, out)
-        kh, kw, xc, yc = k.shape
+        blocked, five, offs, wt, bias = self._forward_weights(k, b, geo)
+        kh, kw, _, yc = k.shape
         y = _output(out, (x.shape[0], geo.yh, geo.yw, yc), x.dtype)
-        wt = np.ascontiguousarray(k.transpose(2, 0, 1, 3)).reshape(xc * kh * kw, yc)  # tap order (ci, ky, kx)
-        self.k._conv_fwd(x, wt, b, kh, kw, geo.pads[0], geo.pads[2], y)
+        if blocked:
+            self.k._conv_fwd_blocked(x, offs, wt, bias, kh, kw, geo.pads[0], geo.pads[2], y, five)
+        else:
+            self.k._conv_fwd(x, wt, bias, kh, kw, geo.pads[0], geo.pads[2], y)
         return y
 
     def conv2d_backward(self, g_y: np.ndarray, x: np.ndarray, k: np.ndarray, geo: ConvGeometry,
@@ -141,22 +162,17 @@ class NumbaHost:
         """
         if geo.sh != 1 or geo.sw != 1:
             return self._strided_backward(g_y, x, k, geo, input_grad, out)
-        if x.shape[3] == 1:
-            return self._backward_c1(g_y, x, k, geo, input_grad, out)
-        mb = x.shape[0]
-        kh, kw, xc, yc = k.shape
+        c1, wt = self._backward_weights(k)
         g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
-        gk_part = np.empty((mb, xc * kh * kw, yc), x.dtype)
-        gb_part = np.empty((mb, yc), x.dtype)
-        # flipped kernel in tap order (co, ky, kx): [yc*kh*kw, xc]
-        ntap = yc * kh * kw
-        wt_flip = np.zeros((-(-ntap // 4) * 4, -(-xc // 3) * 3), x.dtype)
-        wt_flip[:ntap, :xc] = k[::-1, ::-1].transpose(3, 0, 1, 2).reshape(ntap, xc)
-        self.k._conv_bwd(g_y, x, wt_flip, kh, kw, geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad,
-                         self.wide)
-        # fixed-order sums over the batch: the same bits whatever the thread schedule
-        g_k = self.k._sum_batch(gk_part.reshape(mb, -1)).reshape(xc, kh, kw, yc).transpose(1, 2, 0, 3)
-        return (g_x if input_grad else None), np.ascontiguousarray(g_k), self.k._sum_batch(gb_part)
+        gk_part, gb_part = self._gradient_parts(x, k, c1, wt)
+        args = (k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], g_x, gk_part, gb_part, input_grad,
+                self.wide)
+        if c1:
+            self.k._conv_bwd_c1(g_y, x, wt, *args)
+        else:
+            self.k._conv_bwd(g_y, x, wt, *args)
+        g_k, g_b = self._sum_parts(k, c1, gk_part, gb_part)
+        return (g_x if input_grad else None), g_k, g_b
 
     def _strided_forward(self, x, k, b, geo, out=None):
         """Stride > 1: parallel im2col gather, one sgemm (into ``out`` if given), bias."""
@@ -230,6 +246,66 @@ class NumbaHost:
         g_x = _output(out, x.shape, x.dtype)
         self.k._avg_bwd(g_y, geo.kh, geo.kw, geo.sh, geo.sw, g_x)
         return g_x
+
+    # ----------------------------------------------------------------------
+    # a stride-1 convolution, its activation and the pooling after it, fused (numba_fused)
+    # ----------------------------------------------------------------------
+
+    @staticmethod
+    def conv_pool_fusable(geo: ConvGeometry, act: str, pool: str, pool_geo: PoolGeometry) -> bool:
+        """True if conv_pool_forward / _backward serve this conv and pooling: a stride-1 conv (any
+        size, padding, channels), ``act`` 'relu' or 'none', ``pool`` 'avg' or 'max' (<= 128 elements)."""
+        return (geo.sh == geo.sw == 1 and act in ("relu", "none")
+                and (pool == "avg" or (pool == "max" and pool_geo.kh * pool_geo.kw <= 128)))
+
+    @staticmethod
+    def conv_pool_code_shape(mb: int, yc: int, geo: ConvGeometry, act: str, pool: str,
+                             pool_geo: PoolGeometry) -> tuple:
+        """Shape of the uint8 ``code`` conv_pool_forward writes for the backward (see numba_fused)."""
+        if pool == "max":
+            return (mb, pool_geo.yh, pool_geo.yw, yc)
+        return (mb, geo.yh, geo.yw, yc) if act == "relu" else (mb, 1, 1, 1)
+
+    @staticmethod
+    def _pooling(act: str, pool: str, pool_geo: PoolGeometry) -> tuple:
+        """The fused kernels' activation and pooling arguments: relu, avg, window, stride."""
+        return act == "relu", pool == "avg", pool_geo.kh, pool_geo.kw, pool_geo.sh, pool_geo.sw
+
+    def conv_pool_forward(self, x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry, act: str,
+                          pool: str, pool_geo: PoolGeometry, out: np.ndarray | None = None,
+                          code: np.ndarray | None = None):
+        """x [mb, xh, xw, xchn] -> ``(y, code)``: y [mb, pyh, pyw, ychn] (or ``out``) = ``pool`` ('max'
+        or 'avg', ``pool_geo``) of ``act`` ('relu' or 'none') of conv2d_forward(x, k, b, geo), one pass
+        per image, the bits of the three; ``code`` (new, or the array given, conv_pool_code_shape)
+        is what conv_pool_backward needs. The cases served: conv_pool_fusable."""
+        blocked, five, offs, wt, bias = self._forward_weights(k, b, geo)
+        offs = self._tap_offsets(k, geo) if offs is None else offs
+        mb, yc = x.shape[0], k.shape[3]
+        y = _output(out, (mb, pool_geo.yh, pool_geo.yw, yc), x.dtype)
+        if code is None:
+            code = np.empty(self.conv_pool_code_shape(mb, yc, geo, act, pool, pool_geo), np.uint8)
+        self.k._conv_pool_fwd(x, offs, wt, bias, k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh,
+                              geo.yw, blocked, five, *self._pooling(act, pool, pool_geo), y, code)
+        return y, code
+
+    def conv_pool_backward(self, g_y: np.ndarray, code: np.ndarray, x: np.ndarray, k: np.ndarray,
+                           geo: ConvGeometry, act: str, pool: str, pool_geo: PoolGeometry,
+                           input_grad: bool = True, out: np.ndarray | None = None):
+        """g_y [mb, pyh, pyw, ychn] of conv_pool_forward's y, and its ``code`` -> (g_x like x or None
+        without input_grad, g_k, g_b): conv2d_backward after the pooling's and the activation's
+        backward, the same bits; ``out`` receives g_x."""
+        c1, wt = self._backward_weights(k)
+        g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
+        gk_part, gb_part = self._gradient_parts(x, k, c1, wt)
+        args = (k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh, geo.yw,
+                *self._pooling(act, pool, pool_geo), g_x, gk_part, gb_part, bool(input_grad), self.wide)
+        g_y = np.ascontiguousarray(g_y, x.dtype)
+        if c1:
+            self.k._conv_pool_bwd_c1(g_y, code, x, wt, *args)
+        else:
+            self.k._conv_pool_bwd(g_y, code, x, wt, *args)
+        g_k, g_b = self._sum_parts(k, c1, gk_part, gb_part)
+        return (g_x if input_grad else None), g_k, g_b
 
     # ----------------------------------------------------------------------
     # elementwise steps around the kernels, and the dense layers' products

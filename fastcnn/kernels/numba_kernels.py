@@ -25,6 +25,23 @@ and on some CPUs g_k of several input channels, differ in the last bits)
                                                             _corr4x3 on the flipped kernel (conv_bwd)
                         then, stride 1                    _sum_batch: per-image g_k / g_b partials, in
                                                             image order (simd)
+  conv_pool_forward     FUSED (conv_pool_fusable; the     _conv_pool_fwd (fused): per image,
+  (models: the steps      models' ConvPoolStep):
+  ConvPoolStep)           a stride-1 conv (any kernel,      _conv_image (the prange body of the forward
+                          padding, channels, batch), its    rows above: _corr5 / _corr4x3 / _corr, the same
+                          activation relu or none, then     choice) into a frame; _from_frame to an NHWC
+                          the pooling layer right after     scratch image, _relu_row; _max_image
+                          it: max (window <= 128 elements)  (_tap_argmax, as _max_bwd) or _avg_image
+                          or avg, any window and stride,    (as _avg_fwd): writes the pooled y and a
+                          no pooling padding                uint8 code (choice / ReLU mask)
+  conv_pool_backward    the same, 1 input channel         _conv_pool_bwd_c1: _pool_grad (the conv
+                                                            output's gradient frame from the pooled
+                                                            gradient and the code), _bwd_c1_image (the
+                                                            body of _conv_bwd_c1)
+                        the same, >1 input channels       _conv_pool_bwd: _pool_grad, _bwd_image (the
+                                                            body of _conv_bwd); then _sum_batch (simd)
+  (not fused)           strided convs, sigmoid / tanh     layer by layer: the conv and pooling rows
+                          convs, padded pooling
   max_pool_*            any window, stride                _max_fwd / _max_bwd: flat passes _tap_max /
                                                             _tap_argmax (pool)
   avg_pool_*            any window, stride                _avg_fwd / _avg_bwd (pool)
@@ -36,8 +53,9 @@ Modules (``fastcnn/kernels/numba_*.py``, the only ones that import numba):
 ``numba_simd`` (the ``_transpose8`` intrinsic, NHWC <-> planar frame copies,
 1-D passes, ``_sum_batch``), ``numba_blocks`` (register blocks: axpy / mac /
 dot), ``numba_conv_fwd``, ``numba_conv_bwd``, ``numba_pool``,
-``numba_elementwise`` (ReLU, Adam, im2col), ``numba_cache`` (one on-disk cache
-stamp over all of them). The kernels are plain ``@njit(parallel=True,
+``numba_elementwise`` (ReLU, Adam, im2col), ``numba_fused`` (conv + activation +
+pooling in one pass, on the per-image bodies of the conv modules), ``numba_cache``
+(one on-disk cache stamp over all of them). The kernels are plain ``@njit(parallel=True,
 cache=True)`` loop nests over C-contiguous arrays, ``prange`` over images (or
 image rows, or elements); every thread owns its outputs and cross-image sums
 run in a fixed order, so results do not depend on the thread count. They
@@ -53,11 +71,13 @@ from __future__ import annotations
 from .numba_conv_bwd import _conv_bwd, _conv_bwd_c1
 from .numba_conv_fwd import _conv_fwd, _conv_fwd_blocked, _tap_offsets
 from .numba_elementwise import _adam, _ext_regions, _relu, _relu_backward, _undo_ext_regions
+from .numba_fused import _conv_pool_bwd, _conv_pool_bwd_c1, _conv_pool_fwd
 from .numba_pool import _avg_bwd, _avg_fwd, _max_bwd, _max_fwd
 from .numba_simd import _sum_batch, num_threads
 
 __all__ = [
     "_WIDE", "_adam", "_avg_bwd", "_avg_fwd", "_conv_bwd", "_conv_bwd_c1", "_conv_fwd", "_conv_fwd_blocked",
+    "_conv_pool_bwd", "_conv_pool_bwd_c1", "_conv_pool_fwd",
     "_ext_regions", "_max_bwd", "_max_fwd", "_relu", "_relu_backward", "_sum_batch", "_tap_offsets",
     "_undo_ext_regions", "num_threads",
 ]

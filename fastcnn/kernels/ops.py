@@ -20,6 +20,16 @@ The functions, all on C-contiguous arrays of one float dtype::
     relu_backward(g_y, y, out=None) -> g_y * (y > 0)
     matmul(a, b, out=None) -> a @ b             (2-D; transposed views allowed)
     adam_update(p, g, m, v, lr_t, beta1, beta2, eps)   in place on p, m, v
+
+And, where the backend has them (``fuses_conv_pool``; None elsewhere), a stride-1
+conv, its activation and the pooling right after it as one pass (``fastcnn.steps``;
+the meaning and arguments are ``NumbaHost``'s, the bits those of the three layers)::
+
+    conv_pool_fusable(geo, act, pool, pool_geo) -> bool
+    conv_pool_code_shape(mb, ychn, geo, act, pool, pool_geo) -> shape of the uint8 code
+    conv_pool_forward(x, k, b, geo, act, pool, pool_geo, out=None, code=None) -> (y, code)
+    conv_pool_backward(g_y, code, x, k, geo, act, pool, pool_geo, input_grad, out=None)
+        -> (g_x | None, g_k, g_b)
 """
 
 from __future__ import annotations
@@ -78,12 +88,18 @@ class Ops:
     relu_backward: Callable
     matmul: Callable
     adam_update: Callable
+    #: the backend runs a conv and the pooling after it as one pass (the ``conv_pool_*`` below)
+    fuses_conv_pool: bool = False
+    conv_pool_fusable: Callable | None = None
+    conv_pool_code_shape: Callable | None = None
+    conv_pool_forward: Callable | None = None
+    conv_pool_backward: Callable | None = None
 
     @classmethod
     def bind(cls, name: str) -> Ops:
         """The ops of backend ``name`` (``ValueError`` for an unknown name, ``ImportError``
         when it cannot load here, e.g. ``numba-aot`` not built)."""
-        from . import get_backend
+        from . import FUSED_FUNCTIONS, get_backend
 
         backend = get_backend(name)
         writes = bool(backend.WRITES_INTO_OUT)
@@ -94,5 +110,8 @@ class Ops:
             functions[field] = fn if writes or field not in _WITH_OUT else _copying_into_out(fn)
         conv_backward = backend.conv2d_backward
         functions["conv2d_backward"] = conv_backward if writes else _backward_copying_into_out(conv_backward)
+        fuses = bool(backend.FUSES_CONV_POOL)
+        if fuses:  # writes into out itself (only the numba backends fuse)
+            functions.update({field: getattr(backend, field) for field in FUSED_FUNCTIONS})
         return cls(name=name, writes_into_out=writes, single_threaded_blas=bool(backend.SINGLE_THREADED_BLAS),
-                   **functions)
+                   fuses_conv_pool=fuses, **functions)
