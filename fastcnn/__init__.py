@@ -7,8 +7,10 @@ the ``fastcnn`` command, unless switched off (docs/runtime.md).
 
 from . import runtime
 from .model import CnnModel, CnnModelBasic
+from .reg_model import CnnRegModel
 from .train import History, TrainingDiverged
 
 __version__ = "0.1.0"
 
-__all__ = ["CnnModel", "CnnModelBasic", "History", "TrainingDiverged", "__version__", "runtime"]
+__all__ = ["CnnModel", "CnnModelBasic", "CnnRegModel", "History", "TrainingDiverged", "__version__",
+           "runtime"]

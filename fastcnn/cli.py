@@ -1,5 +1,7 @@
-"""Command line: ``fastcnn train`` (a run folder with report, params and plots)
-and ``fastcnn bench`` (a markdown table comparing the kernel backends)."""
+"""Command line: ``fastcnn train`` (a run folder with report, params and plots),
+``fastcnn bench`` (a markdown table comparing the kernel backends) and
+``fastcnn convert`` (weights in and out, ``fastcnn.interop``) and ``fastcnn structure``
+(the book's dump_structure of a preset or hconfig, ``fastcnn.structure``)."""
 
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ def _number(convert, accept, wording: str):
 _positive_int = _number(int, lambda v: v > 0, "a positive integer")
 _count = _number(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
+_decay = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -120,11 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--report", type=_count, default=DEFAULT_REPORT, help="report every N epochs (0: off)")
     train.add_argument("--show", type=_count, default=DEFAULT_SHOW, help="samples to visualize")
     train.add_argument("--show-maps", action="store_true", help="also draw conv kernels and feature maps")
+    train.add_argument("--l2-decay", type=_decay, default=0.0,
+                       help="L2 weight decay of every w/k (the book's chapter 8; docs/regularization.md)")
+    train.add_argument("--l1-decay", type=_decay, default=0.0, help="L1 weight decay of every w/k")
+    train.add_argument("--show-params", action="store_true",
+                       help="histogram of the weights (param_dist.png) and the 'Near 0 parameters' line")
     train.add_argument("--resolution", type=_resolution, default=DEFAULT_RESOLUTION,
                        help="image size for flowers/office31, e.g. 96 or 96x96")
     train.add_argument("--limit", type=_positive_int, help="mnist: use at most N training and N test images")
     train.add_argument("--raw-pixels", action="store_true", help="feed raw 0..255 pixels (the seed's parity)")
     train.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
+    train.add_argument("--dump-structure", action="store_true",
+                       help="print the layer tree with shapes and parameter counts before training")
 
     bench = sub.add_parser("bench", parents=[process],
                            help="compare kernel backends on a few workloads (markdown table)")
@@ -133,7 +143,63 @@ def build_parser() -> argparse.ArgumentParser:
                        + ", ".join(BACKENDS) + ")")
     bench.add_argument("--repeat", type=_positive_int, default=3, help="timed repeats (median reported)")
     bench.add_argument("--quick", action="store_true", help="small shapes, one repeat: a smoke run")
+    _add_convert_parser(sub, process)
+    _add_structure_parser(sub, process)
     return parser
+
+
+#: ``fastcnn structure`` defaults: one input sample and the output width of each preset's dataset
+STRUCTURE_DEFAULTS = {"digits": ((8, 8, 1), 10), "simpleconvnet": ((28, 28, 1), 10),
+                      "lenet": ((28, 28, 1), 10), "deepconvnet": ((28, 28, 1), 10),
+                      "flower": ((96, 96, 3), 5), "office31": ((96, 96, 3), 34)}
+
+
+def _add_structure_parser(sub, process) -> None:
+    """``fastcnn structure``: the book's dump_structure of a preset or hconfig, without data."""
+    structure = sub.add_parser("structure", parents=[process], help="print a model's layer tree with shapes "
+                               "and parameter counts (the book's dump_structure), without data or weights")
+    net = structure.add_mutually_exclusive_group(required=True)
+    net.add_argument("--model", "--preset", dest="model", metavar="NAME", help="a preset from fastcnn.zoo")
+    net.add_argument("--hconfig", help="hidden layers as a JSON list, or a path to a JSON file "
+                     "(e.g. '[[\"custom\", {\"name\": \"vgg_19\"}]]')")
+    structure.add_argument("--input-shape", type=_input_shape, default=None,
+                           help="one input sample as HxWxC (default: the preset's; 28x28x1 for --hconfig)")
+    structure.add_argument("--classes", type=_positive_int, default=None,
+                           help="output layer width (default: the preset's dataset's; 10 for --hconfig)")
+    structure.set_defaults(dataset="structure")
+
+
+def _add_convert_parser(sub, process) -> None:
+    """``fastcnn convert``: weights between fastcnn, Deep Learning from Scratch and PyTorch."""
+    convert = sub.add_parser("convert", parents=[process], help="convert weights (fastcnn.interop): a DLfS "
+                             "pickle, torch state dict or fastcnn params -> .npz params or .pt state dict")
+    net = convert.add_mutually_exclusive_group(required=True)
+    net.add_argument("--preset", "--model", dest="model", metavar="NAME",
+                     help="the architecture: a preset from fastcnn.zoo")
+    net.add_argument("--hconfig", help="the architecture: hidden layers as a JSON list, or a JSON file")
+    source = convert.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-dlfs", metavar="PKL", help="a Deep Learning from Scratch save_params "
+                        "pickle (read without running pickle code)")
+    source.add_argument("--from-torch", metavar="PT", help="a state dict of the torch twin (torch.save)")
+    source.add_argument("--from-params", metavar="NPZ", help="fastcnn params (.npz)")
+    convert.add_argument("--out", required=True, help="output file: .npz (fastcnn) or .pt / .pth (torch)")
+    convert.add_argument("--input-shape", type=_input_shape, default=(28, 28, 1),
+                         help="one input sample as HxWxC (default 28x28x1)")
+    convert.add_argument("--classes", type=_positive_int, default=10, help="output layer width (default 10)")
+    convert.add_argument("--output-dropout", type=_number(float, lambda v: 0 <= v < 1, "a ratio in [0, 1)"),
+                         default=0.0, help="--from-dlfs: ratio of a DLfS dropout after the last affine "
+                         "that the architecture lacks (default 0)")
+    convert.set_defaults(dataset="convert")
+
+
+def _input_shape(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(p) for p in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected HxWxC, e.g. 28x28x1, got {text!r}")
+    return values
 
 
 # --------------------------------------------------------------------------
@@ -260,7 +326,7 @@ def cmd_train(args) -> int:
         ds = _dataset(args)
         run = _run_folder(args)
         model = CnnModel(name, ds, args.mode, hconfigs, show_maps=args.show_maps, backend=args.backend,
-                         seed=args.seed, plot_dir=run)
+                         seed=args.seed, plot_dir=run, l2_decay=args.l2_decay, l1_decay=args.l1_decay)
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:  # ImportError: numba-aot not built
         raise UsageError(str(exc)) from None
     run.mkdir(parents=True, exist_ok=True)
@@ -271,17 +337,22 @@ def cmd_train(args) -> int:
     ):
         print(f"fastcnn train: dataset {ds!r}, model {name!r}, backend {args.backend}, "
               f"epochs {args.epochs}, batch {args.batch_size}, learning rate {args.learning_rate}")
+        if args.dump_structure:
+            model.dump_structure()
         history, test_acc = model.exec_all(
-            args.epochs, args.batch_size, args.learning_rate, args.report, args.show
+            args.epochs, args.batch_size, args.learning_rate, args.report, args.show,
+            show_params=args.show_params,
         )
         print(f"wall time {time.perf_counter() - started:.1f} secs")
     model.save_params(run / "params.npz")
     summary = {"dataset": args.dataset, "model": name, "hconfigs": hconfigs, "backend": args.backend,
                "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-               "seed": args.seed, "test_acc": test_acc, "history": history.to_dict()}
+               "seed": args.seed, "l2_decay": args.l2_decay, "l1_decay": args.l1_decay,
+               "test_acc": test_acc, "history": history.to_dict()}
     (run / "history.json").write_text(json.dumps(_json_ready(summary), indent=2))
     written = [run / "report.txt", run / "params.npz", run / "history.json"]
     written += _draw_plots(model, ds, history, before, run, args)
+    written += [run / "param_dist.png"] if args.show_params and (run / "param_dist.png").is_file() else []
     print(f"wrote {len(written)} files to {run}: {', '.join(p.name for p in written)}")
     return 0
 
@@ -321,7 +392,42 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "bench": cmd_bench}
+# --------------------------------------------------------------------------
+# convert
+# --------------------------------------------------------------------------
+
+
+def cmd_convert(args) -> int:
+    from .interop import convert
+
+    name, hconfigs = _hconfigs(args)
+    sources = {"dlfs": args.from_dlfs, "torch": args.from_torch, "params": args.from_params}
+    source, path = next((kind, p) for kind, p in sources.items() if p is not None)
+    try:
+        out = convert(hconfigs, source, path, args.out, input_shape=args.input_shape, classes=args.classes,
+                      output_dropout=args.output_dropout, name=name)
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:  # ImportError: no torch
+        raise UsageError(str(exc)) from None
+    print(f"fastcnn convert: {path} ({source}) -> {out} (model {name!r})")
+    return 0
+
+
+def cmd_structure(args) -> int:
+    from .structure import dump_hconfigs
+    from .zoo import PRESET_INPUTS
+
+    name, hconfigs = _hconfigs(args)
+    shape, classes = STRUCTURE_DEFAULTS.get(args.model, ((28, 28, 1), 10))
+    if args.model in PRESET_INPUTS:
+        shape, classes = PRESET_INPUTS[args.model], 5
+    try:
+        dump_hconfigs(hconfigs, args.input_shape or shape, args.classes or classes)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "bench": cmd_bench, "convert": cmd_convert, "structure": cmd_structure}
 
 
 def apply_process_policy(args) -> None:

@@ -12,32 +12,73 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checks import is_int
+from .regularize import CHECKS as REGULARIZATION_CHECKS
 
 #: layer type -> the keys it accepts (``actfunc`` is accepted everywhere)
 LAYER_KEYS: dict[str, tuple[str, ...]] = {
     "full": ("width", "actfunc"),
-    "conv": ("ksize", "chn", "stride", "padding", "actfunc"),
+    "conv": ("ksize", "chn", "stride", "padding", "actfunc", "actions"),
     "max": ("stride", "ksize", "padding", "actfunc"),
     "avg": ("stride", "ksize", "padding", "actfunc"),
+    # composite layers (``fastcnn.macros.parse_composite``): [type, {options}, child, child, ...]
+    "serial": (),
+    "parallel": (),
+    "add": ("x", "actions", "actfunc"),
+    "loop": ("repeat",),
+    "custom": ("name", "args"),
 }
+# the book's chapter 8 leaf layers (no activation) and the output-layer marker
+# (fastcnn.regularize has their grammar and checks)
+LAYER_KEYS.update({
+    "dropout": ("keep_prob",),
+    "noise": ("type", "mean", "std", "ratio"),
+    "batch_normal": ("rescale", "epsilon", "exp_ratio", "exact"),
+    "output": (),
+})
 
 #: activation used when a layer does not name one: the seed's relu for layers
 #: with weights; pooling layers apply none (the seed's pooling never activates)
-DEFAULT_ACTFUNC = {"full": "relu", "conv": "relu", "max": "none", "avg": "none"}
+DEFAULT_ACTFUNC = {"full": "relu", "conv": "relu", "max": "none", "avg": "none",
+                   "serial": "none", "parallel": "none", "add": "relu", "loop": "none", "custom": "none"}
+
+#: the composite layer types: their lists hold child layers from index 1 or 2 on
+COMPOSITE_TYPES = ("serial", "parallel", "add", "loop", "custom")
+DEFAULT_ACTFUNC.update({"dropout": "none", "noise": "none", "batch_normal": "none", "output": "none"})
+
+#: layer types that may follow an ``['output']`` marker (shape-preserving, no weights)
+AFTER_OUTPUT = ("dropout", "noise", "batch_normal")
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One hidden layer as the user asked for it, with its position."""
+    """One hidden layer as the user asked for it, with its position.
+
+    A layer inside a composite layer keeps the top-level ``index`` and adds its
+    positions below it in ``path`` (``layer 3.1.0``); ``parent`` is the enclosing
+    layer's ``key`` (set when the tree is built), ``macro`` the innermost macro
+    it was expanded from, ``children`` a composite's child specs.
+    """
 
     index: int
     type: str
     settings: dict = field(default_factory=dict)
+    path: tuple = ()
+    parent: str = ""
+    macro: str = ""
+    children: tuple = ()
 
     @property
     def label(self) -> str:
-        """``layer 2 ('conv')``: how errors name this layer."""
-        return f"layer {self.index} ({self.type!r})"
+        """``layer 2 ('conv')``, ``layer 2.1.0 ('conv') in macro 'rf'``: how errors name this layer."""
+        where = ".".join(str(i) for i in (self.index, *self.path))
+        return f"layer {where} ({self.type!r})" + (f" in macro {self.macro!r}" if self.macro else "")
+
+    @property
+    def key(self) -> str:
+        """``layer03_conv``; inside a composite ``layer03_serial/1_parallel/0_conv`` (unique, stable)."""
+        if self.parent:
+            return f"{self.parent}/{self.path[-1]}_{self.type}"
+        return f"layer{self.index:02d}_{self.type}"
 
     @property
     def actfunc(self) -> str:
@@ -69,29 +110,33 @@ def parse_hconfigs(hconfigs) -> list[LayerSpec]:
     return [parse_one(i, h) for i, h in enumerate(normalize_hconfigs(hconfigs))]
 
 
-def parse_one(index: int, hconfig) -> LayerSpec:
-    """Validate one hconfig: ``int`` width or ``[type, {settings}]``."""
+def parse_one(index: int, hconfig, *, path: tuple = (), stack: tuple = ()) -> LayerSpec:
+    """Validate one hconfig: ``int`` width, ``[type, {settings}]`` or a composite
+    ``[type, {options}, child, ...]``. ``path`` places a child inside its top-level layer
+    ``index``; ``stack`` names the macros being expanded around it (innermost last)."""
+    macro = stack[-1] if stack else ""
+    where = "hconfig layer " + ".".join(str(i) for i in (index, *path))
+    where += f" in macro {macro!r}" if macro else ""
     if is_int(hconfig):
-        spec = LayerSpec(index, "full", {"width": int(hconfig)})
+        spec = LayerSpec(index, "full", {"width": int(hconfig)}, path=path, macro=macro)
         _check_settings(spec)
         return spec
     if isinstance(hconfig, tuple):
         hconfig = list(hconfig)
-    if not isinstance(hconfig, list) or not hconfig or len(hconfig) > 2:
-        raise TypeError(
-            f"hconfig layer {index}: expected an int width or [type, {{settings}}], got {hconfig!r}"
-        )
+    if (not isinstance(hconfig, list) or not hconfig
+            or (len(hconfig) > 2 and hconfig[0] not in COMPOSITE_TYPES)):
+        raise TypeError(f"{where}: expected an int width or [type, {{settings}}], got {hconfig!r}")
     ltype = hconfig[0]
     if not isinstance(ltype, str) or ltype not in LAYER_KEYS:
-        raise ValueError(
-            f"hconfig layer {index}: unknown layer type {ltype!r}; valid types: {', '.join(LAYER_KEYS)}"
-        )
+        raise ValueError(f"{where}: unknown layer type {ltype!r}; valid types: {', '.join(LAYER_KEYS)}")
+    if ltype in COMPOSITE_TYPES:
+        from .macros import parse_composite  # here: fastcnn.macros imports this module
+
+        return parse_composite(index, hconfig, path, stack)
     settings = hconfig[1] if len(hconfig) == 2 else {}
     if not isinstance(settings, dict):
-        raise TypeError(
-            f"hconfig layer {index} ({ltype!r}): settings must be a dict, got {type(settings).__name__}"
-        )
-    spec = LayerSpec(index, ltype, dict(settings))
+        raise TypeError(f"{where} ({ltype!r}): settings must be a dict, got {type(settings).__name__}")
+    spec = LayerSpec(index, ltype, dict(settings), path=path, macro=macro)
     _check_settings(spec)
     return spec
 
@@ -118,6 +163,7 @@ def _check_conv(spec: LayerSpec) -> None:
     positive_int(spec, "chn")
     pair(spec, "stride", 1)
     padding(spec, "same")
+    actions(spec, "LA", "LAB")
 
 
 def _check_pool(spec: LayerSpec) -> None:
@@ -129,6 +175,7 @@ def _check_pool(spec: LayerSpec) -> None:
 
 
 CHECKS = {"full": _check_full, "conv": _check_conv, "max": _check_pool, "avg": _check_pool}
+CHECKS.update(REGULARIZATION_CHECKS)
 
 
 # -- typed getters, shared with the layers ----------------------------------
@@ -159,6 +206,29 @@ def pair(spec: LayerSpec, key: str, default=None) -> tuple[int, int]:
     return int(items[0]), int(items[1])
 
 
+def actions(spec: LayerSpec, default: str, letters: str) -> str:
+    """``settings['actions']``: a string of distinct ``letters`` (conv: ``'LA'`` by default,
+    ``L`` conv, ``A`` activation, ``B`` batch_normal; add: ``A`` and ``B``), run left to right.
+    Unknown or repeated letters are errors (the book ignored the one, kept the last of the other);
+    a conv's actions must hold ``L``."""
+    value = spec.settings.get("actions", default)
+    if not isinstance(value, str):
+        raise spec.error("actions", f"must be a string of the letters {', '.join(letters)}, got {value!r}",
+                         TypeError)
+    unknown = sorted(set(value) - set(letters))
+    if unknown:
+        raise spec.error("actions", f"unknown letter(s) {', '.join(map(repr, unknown))} in {value!r}; "
+                         f"valid letters: {', '.join(letters)}")
+    repeated = sorted({c for c in value if value.count(c) > 1})
+    if repeated:
+        raise spec.error("actions", f"letter(s) {', '.join(map(repr, repeated))} repeated in {value!r}; "
+                         "each may appear once")
+    if "L" in letters and "L" not in value:
+        raise spec.error("actions", f"{value!r} has no 'L': a conv layer must convolve "
+                         "(use a 'batch_normal' layer or an activation on its own)")
+    return value
+
+
 def padding(spec: LayerSpec, default: str):
     """``settings['padding']``: ``'same'``, ``'valid'``, an int >= 0 or an ``[h, w]`` pair."""
     value = spec.settings.get("padding", default)
@@ -172,3 +242,25 @@ def padding(spec: LayerSpec, default: str):
     if min(items) < 0:
         raise spec.error("padding", f"must be non-negative, got {value!r}")
     return tuple(int(v) for v in items)
+
+
+def place_output(specs: list[LayerSpec], width: int) -> list[LayerSpec]:
+    """``specs`` with the model's output layer (full, ``width`` wide, no activation) in place.
+
+    Without an ``['output']`` marker it goes last, as in the seed. With one, it takes the
+    marker's place (and index), and the layers after it run on its values: only
+    shape-preserving layers without weights (``AFTER_OUTPUT``), e.g. Deep Learning from
+    Scratch's dropout after its last affine layer.
+    """
+    marks = [s for s in specs if s.type == "output"]
+    output = {"width": int(width), "actfunc": "none"}
+    if not marks:
+        return [*specs, LayerSpec(len(specs), "full", output)]
+    if len(marks) > 1:
+        raise marks[1].error(None, f"a second output marker (the first is layer {marks[0].index})")
+    mark = marks[0]
+    for spec in specs[mark.index + 1:]:
+        if spec.type not in AFTER_OUTPUT:
+            raise spec.error(None, f"cannot follow the output layer (layer {mark.index}); "
+                             f"only {', '.join(AFTER_OUTPUT)} can")
+    return [LayerSpec(s.index, "full", output) if s is mark else s for s in specs]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernels, params_io, runtime
+from . import kernels, params_io, phase, regularize, runtime, structure
 from . import report as rep
-from .hconfig import LayerSpec, parse_hconfigs
+from .hconfig import parse_hconfigs, place_output
 from .kernels.ops import Ops
 from .layers import build_layers
 from .modes import make_mode
@@ -58,11 +58,20 @@ class CnnModel:
     optimizer : None, a name in ``fastcnn.optim.OPTIMIZERS`` or an optimizer object.
     init : 'he' (normal, std sqrt(gain / fan_in)), 'seed' (the book's N(0, 0.030)) or a float std.
     plot_dir : folder for the ``show_maps`` plots (default ``fastcnn_plots/<name>``).
+    l2_decay, l1_decay : float >= 0
+        Weight decay of every ``w``/``k`` (the book's chapter 8, ``fastcnn.regularize``): the
+        cost adds ``l2_decay * sum(p**2) / 2 + l1_decay * sum(|p|)``; the update, decoupled,
+        ``p -= lr * (step(g) + l2_decay * p + l1_decay * sign(p))``.
     fuse : bool
         On backends with fused kernels (numba, numba-aot), train every conv layer that is
         followed by a max or avg pooling layer as one step (``fastcnn.steps.ConvPoolStep``:
         stride-1 convs with ReLU or no activation, pooling without padding): the same
-        bits, less memory traffic. False runs every layer on its own.
+        bits, less memory traffic. False runs every layer on its own. (Only top-level layers
+        fuse: a composite layer, ``serial`` ... ``custom``, is one step of its own.)
+    dump_structure : bool
+        Print the layer tree with shapes and parameter counts once built (the book's
+        format, ``fastcnn.structure``; ``param_count`` is its total). Composite layers and
+        macros: docs/composite.md.
 
     Attributes
     ----------
@@ -76,7 +85,7 @@ class CnnModel:
 
     def __init__(self, name, dataset, mode=None, hconfigs=None, show_maps=False, use_adam=True, *,
                  backend="numba", seed=None, dtype="float32", optimizer=None, init="he", plot_dir=None,
-                 fuse=True):
+                 fuse=True, l2_decay=0, l1_decay=0, dump_structure=False):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         for attr in ("input_shape", "output_count", "get_train_data", "get_test_data"):
@@ -93,13 +102,14 @@ class CnnModel:
         self.backend, self.dtype, self.seed = backend, np.dtype(dtype), seed
         self.mode = make_mode(mode, dataset)
         self.plot_dir = Path(plot_dir) if plot_dir is not None else Path("fastcnn_plots") / name
-        specs = parse_hconfigs(hconfigs)
-        specs.append(LayerSpec(len(specs), "full", {"width": int(dataset.output_count), "actfunc": "none"}))
+        specs = place_output(parse_hconfigs(hconfigs), int(dataset.output_count))  # last, or at ['output']
         self.input_shape = tuple(dataset.input_shape)
         #: the backend, bound once: what the layers and the optimizer call (``kernels.ops``)
         self.ops = Ops.bind(backend)
+        #: seeded: draws the initial parameters, then the dropout masks and noise (in that order)
+        self.rng = np.random.default_rng(seed)
         self.layers = build_layers(specs, self.input_shape, ops=self.ops, dtype=self.dtype,
-                                   rng=np.random.default_rng(seed), init=init)
+                                   rng=self.rng, init=init)
         #: the units the training step runs: one layer each, or a fused conv + pooling pair
         self.steps = plan_steps(self.layers, self.ops, fuse=bool(fuse))
         #: flat view of every parameter array, keyed ``layer03_conv/k`` (same arrays as the layers')
@@ -109,6 +119,10 @@ class CnnModel:
         self.optimizer = make_optimizer(optimizer, use_adam)
         if callable(getattr(self.optimizer, "bind", None)):
             self.optimizer.bind(self.ops)  # Adam: the backend's fused update
+        #: L2/L1 weight decay (``fastcnn.regularize``): its rates, and the weights it decays
+        self.decay = regularize.setup_decay(self, l2_decay, l1_decay)
+        if dump_structure:  # the book's constructor flag: print the layer tree once built
+            self.dump_structure()
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{la.spec.type}{list(la.output_shape)}" for la in self.layers)
@@ -118,6 +132,17 @@ class CnnModel:
     def kernels(self) -> list[np.ndarray]:
         """Every conv layer's kernel ``[kh, kw, xchn, ychn]``, in order."""
         return [la.params["k"] for la in self.layers if "k" in la.params]
+
+    @property
+    def param_count(self) -> int:
+        """The book's parameter count: weights and biases of every full and conv layer, nested
+        ones included (batch-norm scale/shift and statistics are not counted; ``fastcnn.structure``)."""
+        return structure.param_count(self.layers)
+
+    def dump_structure(self, file=None) -> str:
+        """Print the layer tree with shapes and parameter counts in the book's format
+        (``fastcnn.structure``; default to stdout) and return the text."""
+        return structure.dump_structure(self.layers, file)
 
     # -- forward / backward ------------------------------------------------------
     def _input(self, x) -> np.ndarray:
@@ -168,8 +193,10 @@ class CnnModel:
         return self._gradients(x, y, input_grad, None)
 
     def _gradients(self, x, y, input_grad: bool, workspace):
-        output, auxes = self._forward(x, None, workspace)
+        with phase.training():  # dropout, noise on; batch norm on batch statistics (fastcnn.phase)
+            output, auxes = self._forward(x, None, workspace)
         loss, g = self.mode.loss_grad(output, np.asarray(y, dtype=self.dtype))
+        loss += self.decay.penalty(self.params)  # 0.0 without decay
         grads = {}
         with self._threads():
             for i in reversed(range(len(self.steps))):
@@ -249,14 +276,20 @@ class CnnModel:
         rep.test_report(self.name, acc, time.perf_counter() - start)
         return acc
 
-    def exec_all(self, epoch_count=10, batch_size=10, learning_rate=0.001, report=0, show_cnt=3):
-        """Train, test, then visualize ``show_cnt`` samples; returns ``(history, test_acc)``."""
+    def exec_all(self, epoch_count=10, batch_size=10, learning_rate=0.001, report=0, show_cnt=3,
+                 show_params=False):
+        """Train, test, then visualize ``show_cnt`` samples; returns ``(history, test_acc)``.
+
+        ``show_params``: then also the weights' histogram (``<plot_dir>/param_dist.png``) and the
+        book's "Near 0 parameters" line (``fastcnn.regularize.show_param_dist``)."""
         if isinstance(show_cnt, bool) or not isinstance(show_cnt, (int, np.integer)) or show_cnt < 0:
             raise ValueError(f"show_cnt must be an int >= 0, got {show_cnt!r}")
         history = self.train(epoch_count, batch_size, learning_rate, report)
         acc = self.test()
         if show_cnt > 0:
             self.visualize(show_cnt)
+        if show_params:
+            regularize.show_param_dist(self)
         return history, acc
 
     def visualize(self, num: int = 3) -> list[Path]:

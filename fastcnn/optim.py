@@ -10,9 +10,50 @@ optimizer no model has bound runs NumPy's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .kernels import elementwise
+
+
+@dataclass(frozen=True)
+class WeightDecay:
+    """L2/L1 weight decay of the parameters ``keys``, decoupled from the optimizer's step
+    (the book's chapter 8, ``fastcnn.regularize``): every update first runs
+    ``p -= lr * (l2 * p + l1 * sign(p))`` on each of them, with ``p`` before the update (the
+    optimizer's own step does not read ``p``), so together
+    ``p -= lr * (step(g) + l2 * p + l1 * sign(p))``; ``sign(0) = 0``. The cost the model
+    reports adds ``penalty(params)``. The default decays nothing."""
+
+    l2: float = 0.0
+    l1: float = 0.0
+    keys: tuple = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.keys) and bool(self.l2 or self.l1)
+
+    def apply(self, params: dict, lr: float) -> None:
+        if not self.active:
+            return
+        for key in self.keys:
+            p = params[key]
+            step = self.l2 * p if self.l2 else np.zeros_like(p)
+            if self.l1:
+                step += self.l1 * np.sign(p)
+            p -= lr * step
+
+    def penalty(self, params: dict) -> float:
+        """``l2 * sum(p**2) / 2 + l1 * sum(|p|)`` over ``keys`` (float64 sums)."""
+        total = 0.0
+        for key in self.keys if self.active else ():
+            p = params[key].ravel()
+            if self.l2:
+                total += self.l2 * 0.5 * float(np.dot(p, p.astype(np.float64)))
+            if self.l1:
+                total += self.l1 * float(np.abs(p).sum(dtype=np.float64))
+        return total
 
 
 class Optimizer:
@@ -20,6 +61,8 @@ class Optimizer:
 
     #: the elementwise steps the update runs (``fastcnn.kernels.ops.Ops``; NumPy's until bound)
     ops = elementwise
+    #: weight decay run at the start of every update (``set_decay``; none by default)
+    decay = WeightDecay()
 
     def __init__(self, lr: float = 0.01):
         self.lr = float(lr)
@@ -27,6 +70,10 @@ class Optimizer:
     def bind(self, ops) -> None:
         """Run the updates with ``ops``' elementwise steps (a model binds its backend's)."""
         self.ops = ops
+
+    def set_decay(self, decay: WeightDecay) -> None:
+        """Decay ``decay.keys`` at every update (a model with ``l2_decay``/``l1_decay`` sets it)."""
+        self.decay = decay
 
     def update(self, params: dict, grads: dict) -> None:
         raise NotImplementedError
@@ -51,6 +98,7 @@ class SGD(Optimizer):
     """``w -= lr * g``."""
 
     def update(self, params, grads):
+        self.decay.apply(params, self.lr)
         for key, g in grads.items():
             params[key] -= self.lr * g
 
@@ -64,6 +112,7 @@ class Momentum(Optimizer):
         self.v: dict[str, np.ndarray] = {}
 
     def update(self, params, grads):
+        self.decay.apply(params, self.lr)
         for key, g in grads.items():
             v = _state(self.v, key, params[key])
             v *= self.momentum
@@ -80,6 +129,7 @@ class AdaGrad(Optimizer):
         self.h: dict[str, np.ndarray] = {}
 
     def update(self, params, grads):
+        self.decay.apply(params, self.lr)
         for key, g in grads.items():
             h = _state(self.h, key, params[key])
             h += g * g
@@ -100,6 +150,7 @@ class Adam(Optimizer):
         self.v: dict[str, np.ndarray] = {}
 
     def update(self, params, grads):
+        self.decay.apply(params, self.lr)
         self.iter += 1
         lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
         for key, g in grads.items():

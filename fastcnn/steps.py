@@ -6,7 +6,8 @@ pooling layer right after it (``ConvPoolStep``): conv, bias, the conv's
 activation and the pooling run in one parallel pass per image, forward and
 backward, so the conv-sized activation and its gradient never go through
 memory. Both give the same bits. ``plan_steps`` chooses them from the layers
-and what the backend offers. Training (``CnnModel.compute_step``) runs the
+and what the backend offers (a composite layer, ``fastcnn.layers.composite``, is one
+``LayerStep``; only adjacent top-level leaf layers fuse). Training (``CnnModel.compute_step``) runs the
 steps; drawing feature maps runs the layers one by one, since it needs every
 layer's output.
 """
@@ -94,6 +95,7 @@ def fusable(conv, pool, ops) -> bool:
     the backend fuses, ``pool`` is a max or avg pooling without padding, and the backend's
     kernels serve the pair (``conv_pool_fusable``: a stride-1 conv with ReLU or no activation)."""
     return (ops.fuses_conv_pool and isinstance(conv, Conv2D) and type(pool) in _POOLS
+            and conv.chain is None  # the default actions 'LA' (conv, then its activation) only
             and not any(pool.pads)
             and ops.conv_pool_fusable(conv.geo, conv.spec.actfunc, _POOLS[type(pool)], pool.geo))
 

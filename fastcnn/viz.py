@@ -229,3 +229,20 @@ def draw_samples(xs, estimates, answers, target_names, path, mode=None, samples:
         ok = "X" not in mark and not mark.startswith("error")
         _show(axes.ravel()[i], xs[i], f"{est} : {ans}", color="green" if ok else "red")
     return _save(fig, path)
+
+
+def draw_param_dist(values, path, title: str = "") -> Path:
+    """The book's weight histogram (``exec_all(show_params=True)``): density, 100 bins, green,
+    axes [-0.2, 0.2] x [0, 20], ``mu`` and ``sigma`` written at (0.08, 15) and (0.08, 13)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.hist(values, 100, density=True, facecolor="g", alpha=0.75)
+    ax.axis([-0.2, 0.2, 0, 20.0])
+    ax.text(0.08, 15.0, f"mu={values.mean():5.3f}")
+    ax.text(0.08, 13.0, f"sigma={values.std():5.3f}")
+    ax.grid(True)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -105,7 +105,7 @@ def test_python_dash_m_runs_the_cli():
 def test_diverged_training_exits_1_with_its_message(tmp_path, capsys, monkeypatch):
     from fastcnn import CnnModel, TrainingDiverged
 
-    def diverge(self, *args):
+    def diverge(self, *args, **kwargs):
         raise TrainingDiverged("Model digits: training diverged at epoch 1: cost is nan")
 
     monkeypatch.setattr(CnnModel, "exec_all", diverge)

@@ -62,8 +62,9 @@ class Layer:
 
     @property
     def key(self) -> str:
-        """``layer03_conv``: the prefix of this layer's parameter names."""
-        return f"layer{self.spec.index:02d}_{self.spec.type}"
+        """``layer03_conv`` (nested: ``layer03_serial/1_conv``): the prefix of this layer's
+        parameter and workspace names (``LayerSpec.key``)."""
+        return self.spec.key
 
     def build(self, rng, init) -> tuple:
         """Allocate parameters; return the output shape of one sample."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hconfig import padding, pair, positive_int
+from ..hconfig import actions, padding, pair, positive_int
 from ..kernels.shapes import conv_geometry
 from .base import PRE_ACTIVATION, Layer
 
@@ -27,9 +27,19 @@ class Conv2D(Layer):
         fan_in = kh * kw * xchn
         self.params["k"] = self.normal(rng, init, (kh, kw, xchn, ychn), fan_in)
         self.params["b"] = self.zeros((ychn,))
-        return (geo.yh, geo.yw, ychn)
+        self.conv_output_shape = (geo.yh, geo.yw, ychn)
+        #: the book's ``actions`` letters; anything but ``'LA'`` runs as an ``ActionChain``
+        self.actions = actions(self.spec, "LA", "LAB")
+        self.chain = None
+        if self.actions != "LA":
+            from .actions import ActionChain  # here: it builds batch_normal layers from this package
+
+            self.chain = ActionChain(self, self.actions, self.input_shape, rescale=False, rng=rng, init=init)
+        return self.conv_output_shape
 
     def forward(self, x: np.ndarray, workspace=None):
+        if self.chain is not None:
+            return self.chain.forward(x)
         conv = self.ops.conv2d_forward(
             x, self.params["k"], self.params["b"], self.geo,
             out=self.buffer(workspace, PRE_ACTIVATION, (x.shape[0], *self.output_shape)),
@@ -38,6 +48,8 @@ class Conv2D(Layer):
         return y, (x, y)
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
+        if self.chain is not None:
+            return self.chain.backward(g_y, aux, bool(input_grad))
         x, y = aux
         g_conv = self.grad_activation(g_y, y, workspace)
         g_x, g_k, g_b = self.ops.conv2d_backward(
