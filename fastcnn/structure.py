@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from .hconfig import LayerSpec, parse_hconfigs
+from .hconfig import parse_hconfigs, place_output
 from .layers import build_layers
 from .layers.composite import Composite, Custom, Serial
 from .layers.conv import Conv2D
@@ -129,8 +129,7 @@ def build_shape_only(hconfigs, input_shape, output_count: int, *, backend: str =
     """The layers of ``hconfigs`` plus the output layer, on zero weights, for dumps."""
     from .kernels.ops import Ops
 
-    specs = parse_hconfigs(hconfigs)
-    specs.append(LayerSpec(len(specs), "full", {"width": int(output_count), "actfunc": "none"}))
+    specs = place_output(parse_hconfigs(hconfigs), int(output_count))  # last, or at ['output'] (deepconvnet)
     return build_layers(specs, tuple(input_shape), ops=Ops.bind(backend), dtype="float32", rng=ShapeOnlyRng(),
                         init="he")
 

@@ -202,3 +202,58 @@ def test_moving_statistics_are_saved_and_loaded(tmp_path):
     other, _, _ = _model("numpy", [["batch_normal", {"exp_ratio": 0.5}], 3], seed=9)
     other.load_params(path)
     np.testing.assert_array_equal(other.predict(x), model.predict(x))
+
+
+def _need_aot():
+    from fastcnn.kernels import backend_available
+
+    pytest.importorskip("numba")
+    if not backend_available("numba-aot"):
+        pytest.skip("numba-aot not built (make aot)")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_aot_kernels_same_bits_as_numba(dtype):
+    """numba-aot runs numba_norm's kernels built ahead of time: the JIT's bits, whole and cut
+    (20000 rows: _bn_normalize is cut over the worker threads, the sums run in 40 chunks)."""
+    _need_aot()
+    from fastcnn.kernels import aot_norm, numba_norm
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(1.0, 2.0, (20000, 6)).astype(dtype)
+    g = rng.normal(size=x.shape).astype(dtype)
+    scale = rng.normal(1, 0.2, 6).astype(dtype)
+    shift = rng.normal(0, 0.2, 6).astype(dtype)
+    for a, b in zip(numba_norm.bn_stats(x), aot_norm.bn_stats(x), strict=True):
+        assert np.array_equal(a, b), "bn_stats"
+    mean, var = numba_norm.bn_stats(x)
+    inv = 1 / np.sqrt(var + 1e-10)
+    for s, t in ((scale, shift), (None, None)):
+        jit, built = numba_norm.bn_normalize(x, mean, inv, s, t), aot_norm.bn_normalize(x, mean, inv, s, t)
+        for a, b in zip(jit, built, strict=True):
+            assert a.dtype == dtype and np.array_equal(a, b), "bn_normalize"
+        for exact in (True, False):
+            jit_g = numba_norm.bn_backward(g, built[0], inv, s, exact)
+            built_g = aot_norm.bn_backward(g, built[0], inv, s, exact)
+            for a, b in zip(jit_g, built_g, strict=True):
+                assert (a is None and b is None) or np.array_equal(a, b), f"bn_backward exact={exact}"
+
+
+def test_numba_and_numba_aot_train_batch_norm_to_the_same_bits():
+    """A float32 model with batch norm (raw input, conv 'LAB', flat) trained 3 steps: the same
+    parameters and moving statistics, bit for bit, on numba and numba-aot."""
+    _need_aot()
+    net = [["batch_normal"], ["conv", {"ksize": 3, "chn": 8, "actions": "LAB"}], ["max", {"stride": 2}],
+           6, ["batch_normal"]]
+    ds = tiny_dataset(n=40, shape=(12, 10, 3), classes=3, mode="select")
+    x, y = ds.get_train_data(np.arange(32))
+    params = {}
+    for backend in ("numba", "numba-aot"):
+        model = CnnModel("bn", ds, None, net, backend=backend, seed=7)
+        for _ in range(3):
+            _, _, grads = model.compute_step(x, y)
+            model.optimizer.update(model.params, grads)
+        params[backend] = {k: v.copy() for k, v in model.params.items()}
+    assert params["numba"].keys() == params["numba-aot"].keys()
+    for key, value in params["numba"].items():
+        assert np.array_equal(value, params["numba-aot"][key]), key

@@ -48,7 +48,8 @@ def test_every_kernel_the_host_calls_is_in_the_export_table():
     source = (ROOT / "fastcnn" / "kernels" / "numba_host.py").read_text()
     called = set(re.findall(r"self\.k\.(\w+)\(", source))
     assert called, "no kernel calls found in numba_host.py"
-    assert called == set(aot.KERNELS), f"host calls {called ^ set(aot.KERNELS)} not matched by the table"
+    hosted = set(aot.KERNELS) - set(aot.KERNEL_MODULES)  # the rest are batch norm's (aot_norm)
+    assert called == hosted, f"host calls {called ^ hosted} not matched by the table"
 
 
 def test_signatures_spell_contiguous_arrays_and_scalars():

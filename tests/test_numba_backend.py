@@ -474,7 +474,8 @@ def test_aot_digest_and_makefile_cover_every_kernel_module(tmp_path, monkeypatch
 
     from fastcnn.kernels import aot, numba_cache
 
-    modules = ("numba_kernels.py",) + numba_cache.KERNEL_SOURCES
+    extra = tuple(sorted({f"{module}.py" for module in aot.KERNEL_MODULES.values()}))
+    modules = ("numba_kernels.py",) + numba_cache.KERNEL_SOURCES + extra
     for name in modules + ("aot.py",):
         shutil.copy(aot.PACKAGE_DIR / name, tmp_path / name)
     monkeypatch.setattr(aot, "PACKAGE_DIR", tmp_path)

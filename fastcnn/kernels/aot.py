@@ -33,7 +33,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 
 #: kernel -> (argument kinds, result kind, split). Kinds: "F<n>" a C-contiguous float
-#: array of n dimensions (all of one call share a dtype: float32 or float64), "I1" a
+#: array of n dimensions (all of one call share a dtype: float32 or float64), "D<n>" a
+#: C-contiguous float64 array whatever that dtype (batch norm's statistics), "I1" a
 #: C-contiguous int64 vector, "U<n>" a C-contiguous uint8 array of n dimensions (the
 #: fused kernels' ``code``), "i" an int, "f" a float, "b" a bool; results "void",
 #: "F1" or "I1". Kernels without float arrays are built once. ``split`` says how a
@@ -67,7 +68,13 @@ KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | Non
     "_relu": (("F1", "F1"), "void", (0, (0, 1))),
     "_relu_backward": (("F1", "F1", "F1"), "void", (0, (0, 1, 2))),
     "_adam": (("F1", "F1", "F1", "F1", "f", "f", "f", "f"), "void", (0, (0, 1, 2, 3))),
+    # batch norm (numba_norm): x2 [n, chn] rows; the sums run whole (their row chunks are fixed)
+    "_bn_stats": (("F2", "i", "D1", "D1"), "void", None),
+    "_bn_normalize": (("F2", "D1", "D1", "F1", "F1", "b", "F2", "F2"), "void", (0, (0, 6, 7))),
+    "_bn_backward": (("F2", "F2", "D1", "D1", "b", "i", "F2", "D2"), "void", None),
 }
+#: kernel -> the module of ``fastcnn.kernels`` that defines it, where not the map ``numba_kernels``
+KERNEL_MODULES = {"_bn_stats": "numba_norm", "_bn_normalize": "numba_norm", "_bn_backward": "numba_norm"}
 #: calls whose batch argument is smaller than this run whole (handing a piece to a thread costs ~20 us)
 MIN_SPLIT_BYTES = 128 * 1024
 
@@ -75,7 +82,7 @@ MIN_SPLIT_BYTES = 128 * 1024
 FLOAT_CODES = {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8"}
 _SCALAR_CODES = {"i": "i8", "f": "f8", "b": "b1"}
 #: dtype of the non-float array kinds
-_INT_KINDS = {"I": np.dtype(np.int64), "U": np.dtype(np.uint8)}
+_INT_KINDS = {"I": np.dtype(np.int64), "U": np.dtype(np.uint8), "D": np.dtype(np.float64)}
 
 #: LLVM feature name -> /proc/cpuinfo flag, for the features that decide whether
 #: code built on one x86 CPU runs on another
@@ -101,7 +108,7 @@ def _type(kind: str, code: str | None) -> str:
         return "void"
     if kind in _SCALAR_CODES:
         return _SCALAR_CODES[kind]
-    base = {"F": code, "I": "i8", "U": "u1"}[kind[0]]
+    base = {"F": code, "I": "i8", "U": "u1", "D": "f8"}[kind[0]]
     dims = int(kind[1:])
     return f"{base}[{', '.join([':'] * (dims - 1) + ['::1'])}]"
 
@@ -133,7 +140,7 @@ class CheckedKernel:
             raise TypeError(f"{self.name} takes {len(self.kinds)} arguments, got {len(args)}")
         dtype = None
         for i, (kind, arg) in enumerate(zip(self.kinds, args, strict=True)):
-            if kind[0] not in "FIU":
+            if kind[0] not in "FIUD":
                 continue
             dims = int(kind[1:])
             if not isinstance(arg, np.ndarray) or arg.ndim != dims or not arg.flags.c_contiguous:
@@ -216,12 +223,13 @@ def cpu_problem(info: dict) -> str | None:
 
 
 def source_digest() -> str:
-    """SHA-256 of every kernel module (the map ``numba_kernels.py`` and the modules it
-    re-exports from, as in the Makefile's ``AOT_SOURCES``) and this table: a build from
-    other sources is stale."""
+    """SHA-256 of every kernel module (the map ``numba_kernels.py``, the modules it
+    re-exports from and those of ``KERNEL_MODULES``, as in the Makefile's ``AOT_SOURCES``)
+    and this table: a build from other sources is stale."""
     digest = hashlib.sha256()
     for name in ("numba_kernels.py", "numba_simd.py", "numba_blocks.py", "numba_conv_fwd.py",
-                 "numba_conv_bwd.py", "numba_pool.py", "numba_elementwise.py", "numba_fused.py", "aot.py"):
+                 "numba_conv_bwd.py", "numba_pool.py", "numba_elementwise.py", "numba_fused.py",
+                 "numba_norm.py", "aot.py"):
         digest.update((PACKAGE_DIR / name).read_bytes())
     return digest.hexdigest()
 

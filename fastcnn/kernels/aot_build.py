@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -94,7 +95,9 @@ def build(verbose: bool = False, any_numba: bool = False) -> dict:
         cc.target_cpu = "host"
         cc.verbose = verbose
         for kernel, code in aot.builds():
-            function = getattr(numba_kernels, kernel).py_func
+            home = aot.KERNEL_MODULES.get(kernel, "numba_kernels")
+            module = importlib.import_module(f".{home}", __package__)
+            function = getattr(module, kernel).py_func
             cc.export(aot.export_name(kernel, code), aot.signature(kernel, code))(function)
         with _releasing_the_gil():
             cc.compile()

@@ -14,10 +14,10 @@ functions, the same on every backend::
         exact:  g_x = inv * (gn - mean(gn) - norm * mean(gn * norm))   (mean over the n rows)
         else:   g_x = inv * gn                                        (the book's simplified form)
 
-``bind_norm(backend)`` returns them for a backend (``NORM_BACKENDS``). ``numba-aot`` uses
-the NumPy versions: its extension module is built from a fixed kernel table
-(``fastcnn.kernels.aot``) and a process on it loads neither numba nor LLVM, which the JIT
-kernels would break.
+``bind_norm(backend)`` returns them for a backend (``NORM_BACKENDS``): NumPy here for
+numpy, better and adhoc; ``numba_norm``'s kernels for ``numba`` (JIT) and ``numba-aot`` (the
+same kernels built ahead of time, ``aot_norm``), both through ``KernelNorm``, so the two give
+the same bits.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ NORM_FUNCTIONS = ("bn_stats", "bn_normalize", "bn_backward")
 #: backend name -> the module with its batch-norm functions
 NORM_BACKENDS: dict[str, str] = {
     "numba": "fastcnn.kernels.numba_norm",
-    "numba-aot": __name__,
+    "numba-aot": "fastcnn.kernels.aot_norm",
     "numpy": __name__,
     "better": __name__,
     "adhoc": __name__,
@@ -67,6 +67,65 @@ def bn_backward(g2, norm, inv, scale, exact: bool):
     if scale is None:
         return g_x, None, None
     return g_x, sum_gn.astype(g2.dtype), sum_g.astype(g2.dtype)
+
+
+#: rows per chunk of the compiled kernels' per-channel sums (the last chunk may be shorter)
+CHUNK_ROWS = 512
+#: at most this many chunks (partials: MAX_CHUNKS x chn float64)
+MAX_CHUNKS = 256
+
+
+def row_chunks(n: int) -> int:
+    """How many row chunks the compiled sums of ``n`` rows use: a function of ``n`` alone,
+    never of the thread count (``numba_norm``)."""
+    return max(1, min(MAX_CHUNKS, -(-n // CHUNK_ROWS)))
+
+
+class KernelNorm:
+    """The three functions around ``numba_norm``'s compiled kernels, given as ``stats``,
+    ``normalize`` and ``backward``: the JIT ones (``numba``) or their ahead-of-time builds
+    (``numba-aot``, ``aot_norm``). Both get the same arguments from here, and so give the same
+    bits. Arrays are made C-contiguous (the builds take nothing else); vectors of statistics
+    are float64, ``scale``/``shift`` the data's dtype in ``normalize``, float64 in ``backward``.
+    Imports no numba."""
+
+    def __init__(self, stats: Callable, normalize: Callable, backward: Callable):
+        self._stats, self._normalize, self._backward = stats, normalize, backward
+
+    def bn_stats(self, x2: np.ndarray):
+        x2 = np.ascontiguousarray(x2)
+        c = x2.shape[1]
+        mean = np.empty(c)
+        var = np.empty(c)
+        self._stats(x2, row_chunks(x2.shape[0]), mean, var)
+        return mean, var
+
+    def bn_normalize(self, x2, mean, inv, scale, shift):
+        x2 = np.ascontiguousarray(x2)
+        norm = np.empty_like(x2)
+        rescale = scale is not None
+        y = np.empty_like(x2) if rescale else norm
+        if rescale:
+            scale = np.ascontiguousarray(scale, x2.dtype)
+            shift = np.ascontiguousarray(shift, x2.dtype)
+        else:  # typed placeholders: the kernel never reads them
+            scale = shift = np.empty(0, x2.dtype)
+        self._normalize(x2, np.ascontiguousarray(mean, np.float64), np.ascontiguousarray(inv, np.float64),
+                        scale, shift, rescale, norm, y)
+        return norm, y
+
+    def bn_backward(self, g2, norm, inv, scale, exact: bool):
+        norm = np.ascontiguousarray(norm)
+        g2 = np.ascontiguousarray(g2, norm.dtype)
+        c = g2.shape[1]
+        g_x = np.empty_like(g2)
+        sums = np.empty((2, c))
+        s = np.ones(c) if scale is None else np.ascontiguousarray(scale, np.float64)
+        inv = np.ascontiguousarray(inv, np.float64)
+        self._backward(g2, norm, inv, s, bool(exact), row_chunks(g2.shape[0]), g_x, sums)
+        if scale is None:
+            return g_x, None, None
+        return g_x, sums[1].astype(g2.dtype), sums[0].astype(g2.dtype)
 
 
 @dataclass(frozen=True)
