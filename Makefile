@@ -8,7 +8,8 @@ AOT_INFO := fastcnn/kernels/_numba_aot.json
 # every kernel module (the files aot.source_digest hashes), the export table and the build script
 AOT_SOURCES := fastcnn/kernels/numba_kernels.py fastcnn/kernels/numba_simd.py fastcnn/kernels/numba_blocks.py \
 	fastcnn/kernels/numba_conv_fwd.py fastcnn/kernels/numba_conv_bwd.py fastcnn/kernels/numba_pool.py \
-	fastcnn/kernels/numba_elementwise.py fastcnn/kernels/numba_fused.py fastcnn/kernels/aot.py \
+	fastcnn/kernels/numba_elementwise.py fastcnn/kernels/numba_fused.py fastcnn/kernels/numba_norm.py \
+	fastcnn/kernels/aot.py \
 	fastcnn/kernels/aot_build.py
 
 .PHONY: venv aot test demo bench perf lint clean
@@ -18,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,mpi]'
 	touch $(STAMP)
 
 # the numba-aot backend: the kernels compiled ahead of time (needs a C compiler;

@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
     train.add_argument("--dump-structure", action="store_true",
                        help="print the layer tree with shapes and parameter counts before training")
+    _add_distributed_options(train)
 
     bench = sub.add_parser("bench", parents=[process],
                            help="compare kernel backends on a few workloads (markdown table)")
@@ -148,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: ``fastcnn structure`` defaults: one input sample and the output width of each preset's dataset
+#: ``fastcnn structure`` / ``convert`` defaults: one input sample and the output width of each
+#: preset's dataset
 STRUCTURE_DEFAULTS = {"digits": ((8, 8, 1), 10), "simpleconvnet": ((28, 28, 1), 10),
                       "lenet": ((28, 28, 1), 10), "deepconvnet": ((28, 28, 1), 10),
                       "flower": ((96, 96, 3), 5), "office31": ((96, 96, 3), 34)}
@@ -183,9 +185,10 @@ def _add_convert_parser(sub, process) -> None:
     source.add_argument("--from-torch", metavar="PT", help="a state dict of the torch twin (torch.save)")
     source.add_argument("--from-params", metavar="NPZ", help="fastcnn params (.npz)")
     convert.add_argument("--out", required=True, help="output file: .npz (fastcnn) or .pt / .pth (torch)")
-    convert.add_argument("--input-shape", type=_input_shape, default=(28, 28, 1),
-                         help="one input sample as HxWxC (default 28x28x1)")
-    convert.add_argument("--classes", type=_positive_int, default=10, help="output layer width (default 10)")
+    convert.add_argument("--input-shape", type=_input_shape, default=None,
+                         help="one input sample as HxWxC (default: the preset's; 28x28x1 for --hconfig)")
+    convert.add_argument("--classes", type=_positive_int, default=None,
+                         help="output layer width (default: the preset's dataset's; 10 for --hconfig)")
     convert.add_argument("--output-dropout", type=_number(float, lambda v: 0 <= v < 1, "a ratio in [0, 1)"),
                          default=0.0, help="--from-dlfs: ratio of a DLfS dropout after the last affine "
                          "that the architecture lacks (default 0)")
@@ -205,6 +208,34 @@ def _input_shape(text: str) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------
 # train
 # --------------------------------------------------------------------------
+
+
+def _add_distributed_options(train) -> None:
+    """Options of data-parallel training (``mpiexec -n N fastcnn train ...``, docs/distributed.md)."""
+    from .chunks import DEFAULT_CHUNKS
+    from .distributed import DEFAULT_TIMEOUT
+
+    train.add_argument("--chunks", type=_positive_int, default=DEFAULT_CHUNKS,
+                       help="cut every batch into K chunks summed in one fixed order: the same params for "
+                       f"any number of MPI processes up to K (default {DEFAULT_CHUNKS}; 1: the classic step)")
+    train.add_argument("--threads", type=_positive_int, default=None,
+                       help="kernel threads of this process (default: every core; under mpiexec, the "
+                       "node's cores divided by its ranks)")
+    train.add_argument("--mpi-timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+                       help="under mpiexec: seconds a rank waits for the others before ending the job "
+                       f"(default {DEFAULT_TIMEOUT:g})")
+
+
+def _comm(args):
+    """mpi4py's COMM_WORLD when this process was started by mpiexec (threads set per rank), else
+    None (``--threads`` then sets this process's threads)."""
+    from . import distributed
+
+    if not distributed.launched_by_mpi():
+        if args.threads is not None:
+            runtime.set_num_threads(args.threads)
+        return None
+    return distributed.world(threads=args.threads)
 
 
 def _hconfigs(args) -> tuple[str, list]:
@@ -319,16 +350,22 @@ def _draw_plots(model, ds, history, before, run: Path, args) -> list[Path]:
 
 
 def cmd_train(args) -> int:
-    from . import CnnModel
+    from . import CnnModel, distributed
 
     name, hconfigs = _hconfigs(args)
     try:
+        comm = _comm(args)  # under mpiexec: every rank runs this command, rank 0 writes the run folder
         ds = _dataset(args)
         run = _run_folder(args)
         model = CnnModel(name, ds, args.mode, hconfigs, show_maps=args.show_maps, backend=args.backend,
-                         seed=args.seed, plot_dir=run, l2_decay=args.l2_decay, l1_decay=args.l1_decay)
+                         seed=args.seed, plot_dir=run, l2_decay=args.l2_decay, l1_decay=args.l1_decay,
+                         comm=comm, chunks=args.chunks)
+        model.comm_timeout = args.mpi_timeout
+        distributed.plan_for(model).check(model, args.batch_size)  # e.g. more ranks than chunks
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:  # ImportError: numba-aot not built
         raise UsageError(str(exc)) from None
+    if comm is not None and comm.Get_rank() != 0:
+        return distributed.train_command(model, args)
     run.mkdir(parents=True, exist_ok=True)
     before = first_kernel(model)
     started = time.perf_counter()
@@ -339,10 +376,15 @@ def cmd_train(args) -> int:
               f"epochs {args.epochs}, batch {args.batch_size}, learning rate {args.learning_rate}")
         if args.dump_structure:
             model.dump_structure()
+        if comm is not None:
+            print(f"data-parallel over {comm.Get_size()} MPI processes, {args.chunks} chunks per batch, "
+                  f"{runtime.num_threads()} threads each")
         history, test_acc = model.exec_all(
             args.epochs, args.batch_size, args.learning_rate, args.report, args.show,
             show_params=args.show_params,
         )
+        if comm is not None:
+            distributed.plan_for(model).same_params(model)
         print(f"wall time {time.perf_counter() - started:.1f} secs")
     model.save_params(run / "params.npz")
     summary = {"dataset": args.dataset, "model": name, "hconfigs": hconfigs, "backend": args.backend,
@@ -403,8 +445,9 @@ def cmd_convert(args) -> int:
     name, hconfigs = _hconfigs(args)
     sources = {"dlfs": args.from_dlfs, "torch": args.from_torch, "params": args.from_params}
     source, path = next((kind, p) for kind, p in sources.items() if p is not None)
+    shape, classes = _model_shape(args)
     try:
-        out = convert(hconfigs, source, path, args.out, input_shape=args.input_shape, classes=args.classes,
+        out = convert(hconfigs, source, path, args.out, input_shape=shape, classes=classes,
                       output_dropout=args.output_dropout, name=name)
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:  # ImportError: no torch
         raise UsageError(str(exc)) from None
@@ -412,16 +455,25 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def cmd_structure(args) -> int:
-    from .structure import dump_hconfigs
+def _model_shape(args) -> tuple[tuple[int, int, int], int]:
+    """``(input shape HWC, classes)`` of ``fastcnn structure`` / ``convert``: ``--input-shape`` and
+    ``--classes`` when given, else the preset's own (``zoo.PRESET_INPUTS``, ``STRUCTURE_DEFAULTS``),
+    else 28x28x1 and 10 (``--hconfig``)."""
     from .zoo import PRESET_INPUTS
 
-    name, hconfigs = _hconfigs(args)
     shape, classes = STRUCTURE_DEFAULTS.get(args.model, ((28, 28, 1), 10))
     if args.model in PRESET_INPUTS:
         shape, classes = PRESET_INPUTS[args.model], 5
+    return args.input_shape or shape, args.classes or classes
+
+
+def cmd_structure(args) -> int:
+    from .structure import dump_hconfigs
+
+    name, hconfigs = _hconfigs(args)
+    shape, classes = _model_shape(args)
     try:
-        dump_hconfigs(hconfigs, args.input_shape or shape, args.classes or classes)
+        dump_hconfigs(hconfigs, shape, classes)
     except (ValueError, TypeError, KeyError) as exc:
         raise UsageError(str(exc)) from None
     return 0
@@ -439,6 +491,14 @@ def apply_process_policy(args) -> None:
         runtime.set_policy(enabled=False)
 
 
+def _print_error(exc) -> None:
+    """One error line; under mpiexec only rank 0's (every rank meets the same bad option or NaN)."""
+    from .distributed import launcher_rank
+
+    if launcher_rank() in (None, 0):
+        print(f"fastcnn: error: {exc}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastcnn`` command; bad arguments exit with status 2."""
     try:
@@ -446,10 +506,10 @@ def main(argv=None) -> int:
         apply_process_policy(args)
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"fastcnn: error: {exc}", file=sys.stderr)
+        _print_error(exc)
         raise SystemExit(2) from None
     except TrainingDiverged as exc:
-        print(f"fastcnn: error: {exc}", file=sys.stderr)
+        _print_error(exc)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("fastcnn: interrupted", file=sys.stderr)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernels, params_io, phase, regularize, runtime, structure
+from . import distributed, kernels, params_io, phase, regularize, runtime, structure
 from . import report as rep
+from .chunks import check_chunks
 from .hconfig import parse_hconfigs, place_output
 from .kernels.ops import Ops
 from .layers import build_layers
@@ -72,6 +73,14 @@ class CnnModel:
         Print the layer tree with shapes and parameter counts once built (the book's
         format, ``fastcnn.structure``; ``param_count`` is its total). Composite layers and
         macros: docs/composite.md.
+    comm : an mpi4py communicator or None
+        Train data-parallel over its ranks (``fastcnn.distributed``, docs/distributed.md): the
+        same parameters on every rank, rank 0 prints; None: this process alone.
+    chunks : int or None
+        Cut every training batch into this many chunks whose gradients are summed in one
+        fixed order (``fastcnn.chunks``): the same bits on one process as on any number of
+        ranks with the same ``chunks``. None: 1 (the classic step) without ``comm``,
+        ``fastcnn.chunks.DEFAULT_CHUNKS`` with one.
 
     Attributes
     ----------
@@ -85,7 +94,7 @@ class CnnModel:
 
     def __init__(self, name, dataset, mode=None, hconfigs=None, show_maps=False, use_adam=True, *,
                  backend="numba", seed=None, dtype="float32", optimizer=None, init="he", plot_dir=None,
-                 fuse=True, l2_decay=0, l1_decay=0, dump_structure=False):
+                 fuse=True, l2_decay=0, l1_decay=0, dump_structure=False, comm=None, chunks=None):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         for attr in ("input_shape", "output_count", "get_train_data", "get_test_data"):
@@ -99,6 +108,7 @@ class CnnModel:
                                   or not init > 0):
             raise ValueError(f"init must be 'he', 'seed' or a positive float std, got {init!r}")
         self.name, self.dataset, self.show_maps = name, dataset, bool(show_maps)
+        self.comm, self.chunks = comm, None if chunks is None else check_chunks(chunks)
         self.backend, self.dtype, self.seed = backend, np.dtype(dtype), seed
         self.mode = make_mode(mode, dataset)
         self.plot_dir = Path(plot_dir) if plot_dir is not None else Path("fastcnn_plots") / name
@@ -272,8 +282,10 @@ class CnnModel:
         """Accuracy on the dataset's test split; prints the seed's test report line."""
         start = time.perf_counter()
         xs, ys = self.dataset.get_test_data()
-        acc = self.eval_accuracy(xs, ys)
-        rep.test_report(self.name, acc, time.perf_counter() - start)
+        plan = distributed.plan_for(self)  # over MPI: rank 0 computes and prints, every rank returns it
+        acc = plan.evaluate(self, xs, ys)
+        with plan.quiet():
+            rep.test_report(self.name, acc, time.perf_counter() - start)
         return acc
 
     def exec_all(self, epoch_count=10, batch_size=10, learning_rate=0.001, report=0, show_cnt=3,
@@ -296,13 +308,16 @@ class CnnModel:
         """Print estimates for ``num`` validation samples (one ``fastcnn.report`` line each,
         for every dataset and mode); with ``show_maps`` draw kernels and feature maps.
         Returns the plot files written."""
-        rep.visualize_header(self.name)
+        plan = distributed.plan_for(self)  # over MPI: rank 0 draws and prints
+        with plan.quiet():
+            rep.visualize_header(self.name)
         xs, ys = self.dataset.get_validate_data(num)
         maps = [] if self.show_maps else None
         output, _ = self.forward(xs, maps)
         est = self.mode.estimate(output)
-        written = self._draw_maps(maps) if self.show_maps else []
-        rep.print_samples(self.mode, est, ys, getattr(self.dataset, "target_names", None))
+        written = self._draw_maps(maps) if self.show_maps and plan.is_root else []
+        with plan.quiet():
+            rep.print_samples(self.mode, est, ys, getattr(self.dataset, "target_names", None))
         return written
 
     load_visualize = visualize

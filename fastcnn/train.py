@@ -112,10 +112,20 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
     """Train ``model`` on its dataset; see ``CnnModel.train``.
 
     Applies the process policy first (``fastcnn.runtime.apply_policy``: once per process,
-    nothing after ``runtime.set_policy(enabled=False)``).
+    nothing after ``runtime.set_policy(enabled=False)``). Each batch's step runs as the
+    model's plan says (``fastcnn.distributed.plan_for``: one process, or chunks over MPI ranks).
     """
+    from .distributed import plan_for
+
     _check_args(epoch_count, batch_size, learning_rate, report)
     runtime.apply_policy()
+    plan = plan_for(model)
+    plan.check(model, batch_size)
+    with plan.session():
+        return _train(model, plan, epoch_count, batch_size, learning_rate, report, progress)
+
+
+def _train(model, plan, epoch_count, batch_size, learning_rate, report, progress) -> History:
     ds, name = model.dataset, model.name
     model.optimizer.lr = float(learning_rate)
     batch_count = max(1, ds.train_count // batch_size)
@@ -130,8 +140,8 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
             order = ds.shuffle_train_data()
             costs, accs = [], []
             for n in range(batch_count):
-                x, y = ds.get_train_data(order[n * batch_size : (n + 1) * batch_size])
-                cost, acc, grads = model.compute_step(x, y, reuse_grads=True)  # applied below
+                rows = order[n * batch_size : (n + 1) * batch_size]
+                cost, acc, grads = plan.step(model, ds, rows)  # reused buffers: applied below
                 bad = _non_finite(cost, grads)
                 if bad:
                     raise TrainingDiverged(
@@ -146,8 +156,9 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
                 costs.append(cost)
                 accs.append(acc)
                 bar.update(1)
+                plan.check_stop()  # Ctrl-C on any rank: every rank stops after this step
             vx, vy = ds.get_validate_data(VALIDATE_COUNT)
-            valid_acc = model.eval_accuracy(vx, vy)
+            valid_acc = plan.evaluate(model, vx, vy)  # over MPI: rank 0's, broadcast
         except KeyboardInterrupt:
             rep.train_interrupted(name, epoch, done, batch_count)
             history.interrupted = True

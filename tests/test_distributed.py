@@ -1,0 +1,235 @@
+"""Data-parallel training: chunked gradients on one process, and real ``mpiexec`` runs with
+1, 2 and 4 ranks giving the same parameters, bit for bit, and faults that end the job.
+
+The MPI tests run ``mpiexec`` from this environment's ``bin/`` (the ``fastcnn[mpi]`` extra,
+installed by ``make test``); they are skipped only when mpi4py or that launcher is missing.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastcnn import CnnModel, chunks, distributed
+from fastcnn.datasets import DigitsDataset
+
+BIN = Path(sys.executable).parent
+MPIEXEC = BIN / "mpiexec"
+DRIVER = Path(__file__).with_name("mpi_driver.py")
+HCONFIGS = [["conv", {"ksize": 3, "chn": 4}], ["max", {"stride": 2}], 16]
+#: the issue's "done when" command, after ``fastcnn train``
+TRAIN = ["train", "--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--seed", "1", "--show", "0"]
+#: a subprocess that takes longer has hung (a cold numba cache compiles for about 30 s once)
+LIMIT = 120
+
+
+def _mpi_missing() -> str:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install 'fastcnn[mpi]')"
+    return "" if MPIEXEC.is_file() else f"no mpiexec in {BIN} (pip install 'fastcnn[mpi]')"
+
+
+needs_mpi = pytest.mark.skipif(bool(_mpi_missing()), reason=_mpi_missing() or "MPI available")
+
+
+def _model(chunk_count, seed=1):
+    return CnnModel("digits", DigitsDataset(), None, HCONFIGS, seed=seed, backend="numpy", chunks=chunk_count)
+
+
+# -- the fixed order, on one process -----------------------------------------------
+
+
+def test_chunk_bounds_cover_the_batch_in_near_equal_parts():
+    assert chunks.chunk_bounds(10, 4) == [(0, 3), (3, 6), (6, 8), (8, 10)]
+    assert chunks.chunk_bounds(3, 4) == [(0, 1), (1, 2), (2, 3)]
+    assert chunks.chunk_bounds(8, 1) == [(0, 8)]
+
+
+@pytest.mark.parametrize("count", [1, 3, 4, 7, 8])
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_every_rank_split_sums_to_the_same_bits(count, size):
+    if size > count:
+        pytest.skip("more ranks than chunks is refused")
+    rng = np.random.default_rng(count * 10 + size)
+    leaves = [rng.standard_normal(257).astype(np.float32) for _ in range(count)]
+
+    def leaf(lo, hi):
+        return leaves[lo] if hi - lo == 1 else None
+
+    whole = chunks.tree_sum(0, count, leaf)
+    parts = {}
+    for r in range(size):
+        first, stop = chunks.rank_chunks(count, size, r)
+        for node in chunks.owned_nodes(0, count, first, stop):
+            assert first <= node[0] < node[1] <= stop
+            parts[node] = chunks.tree_sum(*node, leaf)
+    assert np.array_equal(chunks.tree_sum(0, count, lambda lo, hi: parts.get((lo, hi))), whole)
+
+
+def test_one_chunk_is_the_classic_step():
+    a, b = _model(None), _model(1)
+    a.train(1, 32, 0.001, 0, progress=False)
+    b.train(1, 32, 0.001, 0, progress=False)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_chunked_training_is_close_to_the_classic_step_and_repeatable():
+    ref, c4, again = _model(None), _model(4), _model(4)
+    for m in (ref, c4, again):
+        m.train(1, 32, 0.001, 0, progress=False)
+    assert all(np.array_equal(c4.params[k], again.params[k]) for k in c4.params)
+    assert all(np.allclose(ref.params[k], c4.params[k], atol=1e-5) for k in c4.params)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_chunks_name_the_option(bad):
+    with pytest.raises(ValueError, match="chunks must be an int >= 1"):
+        _model(bad)
+
+
+class _FakeComm:
+    def __init__(self, size, rank=0):
+        self.size, self.rank = size, rank
+
+    def Get_size(self):
+        return self.size
+
+    def Get_rank(self):
+        return self.rank
+
+
+def test_more_processes_than_chunks_is_refused_before_training():
+    plan = distributed.MpiPlan(_FakeComm(4), chunks=2)
+    with pytest.raises(ValueError, match="4 processes need at least 4 chunks"):
+        plan.check(_model(2), 32)
+
+
+def test_batch_norm_over_several_processes_is_refused():
+    model = CnnModel("digits", DigitsDataset(), None, [["batch_normal"], 16], seed=1, backend="numpy")
+    with pytest.raises(ValueError, match="batch normalization"):
+        distributed.MpiPlan(_FakeComm(2), chunks=4).check(model, 32)
+
+
+# -- real mpiexec runs ------------------------------------------------------------
+
+
+def _run(cmd, **kwargs):
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=LIMIT, **kwargs)
+    return proc, time.monotonic() - start
+
+
+def _plain(tmp_path_factory, *extra):
+    out = tmp_path_factory.mktemp("plain")
+    proc, _ = _run([str(BIN / "fastcnn"), *TRAIN, *extra, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    return (out / "params.npz").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def plain_params(tmp_path_factory):
+    """``fastcnn train`` without mpiexec (numba backend, default chunks): also warms the kernel cache."""
+    return _plain(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def plain_params_4(tmp_path_factory):
+    """The same with ``--chunks 4``, so that 4 ranks can share each batch."""
+    return _plain(tmp_path_factory, "--chunks", "4")
+
+
+def _mpi_train(ranks, out, *extra):
+    proc, _ = _run([str(MPIEXEC), "-n", str(ranks), str(BIN / "fastcnn"), *TRAIN, *extra, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert f"data-parallel over {ranks} MPI processes" in proc.stdout
+    assert proc.stdout.count("test report: accuracy") == 1  # rank 0 alone prints
+    return (out / "params.npz").read_bytes()
+
+
+@needs_mpi
+def test_mpiexec_n2_train_with_default_options_equals_a_plain_run(plain_params, tmp_path):
+    assert _mpi_train(2, tmp_path / "run") == plain_params
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+def test_mpiexec_train_writes_the_same_params_for_1_2_4_ranks(ranks, plain_params_4, tmp_path):
+    assert _mpi_train(ranks, tmp_path / "run", "--chunks", "4") == plain_params_4
+
+
+@needs_mpi
+def test_more_ranks_than_chunks_is_one_clear_error(tmp_path):
+    proc, _ = _run([str(MPIEXEC), "-n", "4", str(BIN / "fastcnn"), *TRAIN, "--out", str(tmp_path / "r")])
+    assert proc.returncode != 0
+    assert proc.stderr.count("4 processes need at least 4 chunks") == 1
+
+
+def _driver(ranks, *args):
+    return _run([str(MPIEXEC), "-n", str(ranks), sys.executable, str(DRIVER), *map(str, args)])
+
+
+@needs_mpi
+def test_a_rank_that_raises_ends_the_job_naming_it(tmp_path):
+    proc, secs = _driver(2, tmp_path / "p.npz", "raise", 1, 3)
+    assert proc.returncode != 0
+    assert "rank 1 of 2: RuntimeError: injected failure; ending the job" in proc.stderr
+    assert "params ok" not in proc.stdout and secs < 30
+
+
+@needs_mpi
+def test_a_rank_that_diverges_stops_every_rank_naming_it(tmp_path):
+    proc, secs = _driver(2, tmp_path / "p.npz", "nan", 1, 3)
+    assert proc.returncode != 0
+    assert "TrainingDiverged" in proc.stderr and "rank 1: the gradient of" in proc.stderr
+    assert "params ok" not in proc.stdout and secs < 30
+
+
+@needs_mpi
+def test_a_killed_rank_ends_the_job(tmp_path):
+    proc, secs = _driver(2, tmp_path / "p.npz", "kill", 1, 3)
+    assert proc.returncode != 0
+    assert "Killed (signal 9)" in proc.stdout + proc.stderr
+    assert "params ok" not in proc.stdout and secs < 30
+
+
+@needs_mpi
+def test_a_rank_that_stops_answering_ends_the_job_after_the_timeout(tmp_path):
+    proc, secs = _driver(2, tmp_path / "p.npz", "hang", 1, 3, "--timeout", 2)
+    assert proc.returncode != 0
+    assert "rank 0 of 2: waited 2 s for the other ranks" in proc.stderr
+    assert secs < 30
+
+
+@needs_mpi
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_step(tmp_path):
+    proc, _ = _driver(2, tmp_path / "p.npz", "sigint", 1, 3)
+    assert proc.returncode == 0, proc.stderr
+    # 2 chunks (the default), rank 1 computes chunk 1 of every batch: its 3rd call is in batch 3,
+    # which every rank completes
+    assert "interrupted at epoch 1 (batch 3/44)" in proc.stdout
+    assert "interrupted=True" in proc.stdout and "params ok" in proc.stdout  # same params everywhere
+
+
+@needs_mpi
+def test_ctrl_c_on_mpiexec_stops_every_rank(tmp_path):
+    cmd = [str(MPIEXEC), "-n", "2", sys.executable, str(DRIVER), str(tmp_path / "p.npz"), "announce", 0, 5,
+           "--epochs", "1000"]
+    proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = iter(proc.stdout.readline, "")
+        assert any(line.strip() == "training" for line in lines)  # both ranks are in their loops
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert "interrupted=True" in out and "params ok" in out
