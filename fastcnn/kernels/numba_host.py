@@ -76,6 +76,9 @@ class NumbaHost:
         self.threads = threads
         # one-input-channel backward: channels padded for 5-wide g_x and 3- (or 2-) wide g_k blocks
         self.c1_chn = 15 if self.wide else 10
+        #: tap offsets of a stride-1 forward per (kernel shape, geometry, padded length): they
+        #: depend on shapes only, so each layer computes them once, not at every step (read-only)
+        self._offsets: dict[tuple, np.ndarray] = {}
 
     # ----------------------------------------------------------------------
     # convolution
@@ -100,16 +103,22 @@ class NumbaHost:
         wt[:ntap, :yc] = k.transpose(2, 0, 1, 3).reshape(ntap, yc)
         bp = np.zeros(wt.shape[1], k.dtype)
         bp[:yc] = b
-        offs = np.zeros(wt.shape[0], np.int64)
-        offs[:ntap] = self._tap_offsets(k, geo)
-        return True, five, offs, wt, bp
+        return True, five, self._tap_offsets(k, geo, wt.shape[0]), wt, bp
 
-    def _tap_offsets(self, k, geo) -> np.ndarray:
-        """Tap offsets into the padded planar x frame of a stride-1 forward (``_tap_offsets``)."""
-        kh, kw, xc, _ = k.shape
-        hp = geo.yh + kh - 1
-        wp = geo.yw + kw - 1
-        return self.k._tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+    def _tap_offsets(self, k, geo, length: int | None = None) -> np.ndarray:
+        """Tap offsets into the padded planar x frame of a stride-1 forward (``_tap_offsets``),
+        zero padded to ``length`` (blocked kernels); cached per shape, never written to."""
+        key = (k.shape, geo, length)
+        offs = self._offsets.get(key)
+        if offs is None:
+            kh, kw, xc, _ = k.shape
+            hp = geo.yh + kh - 1
+            wp = geo.yw + kw - 1
+            taps = self.k._tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+            offs = taps if length is None else np.zeros(length, np.int64)
+            offs[: taps.shape[0]] = taps
+            self._offsets[key] = offs
+        return offs
 
     def _backward_weights(self, k):
         """A stride-1 backward's weights: ``(True, wtap)`` for one input channel (_conv_bwd_c1:
