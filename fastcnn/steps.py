@@ -93,11 +93,13 @@ class ConvPoolStep:
 def fusable(conv, pool, ops) -> bool:
     """True if ``conv`` and the next layer ``pool`` can run as one ``ConvPoolStep`` on ``ops``:
     the backend fuses, ``pool`` is a max or avg pooling without padding, and the backend's
-    kernels serve the pair (``conv_pool_fusable``: a stride-1 conv with ReLU or no activation)."""
+    kernels serve the pair (``conv_pool_fusable``: a stride-1 conv with ReLU or no activation that
+    the layers run on the per-image kernels, not through sgemm)."""
     return (ops.fuses_conv_pool and isinstance(conv, Conv2D) and type(pool) in _POOLS
             and conv.chain is None  # the default actions 'LA' (conv, then its activation) only
             and not any(pool.pads)
-            and ops.conv_pool_fusable(conv.geo, conv.spec.actfunc, _POOLS[type(pool)], pool.geo))
+            and ops.conv_pool_fusable(conv.geo, conv.spec.actfunc, _POOLS[type(pool)], pool.geo,
+                                      conv.input_shape[2]))
 
 
 def plan_steps(layers: list, ops, *, fuse: bool = True) -> list:

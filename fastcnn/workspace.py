@@ -47,6 +47,13 @@ class Workspace:
         The caller must overwrite it completely and must not hand it out beyond
         the current step: the next ``get`` with the same key returns it again.
         """
+        slots = self._slots.get(name)
+        if slots is not None and type(shape) is tuple:  # hot path: ints hash like their normal form
+            array = slots.get((shape, dtype))
+            if array is not None:
+                if len(slots) > 1:
+                    slots.move_to_end((shape, dtype))
+                return array
         shape = tuple(int(n) for n in shape)
         dtype = np.dtype(dtype)
         slots = self._slots.setdefault(name, OrderedDict())

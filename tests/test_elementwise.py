@@ -112,12 +112,13 @@ def test_matmul_into_out_is_bit_identical(any_backend, m, k, n):
 def test_blocked_matmul_pieces_do_not_depend_on_the_thread_count():
     from fastcnn.kernels import blocked_matmul as bm
 
-    assert bm.plan(100, 4320, 100) == ("rows", [(0, 50), (50, 100)])
+    assert bm.plan(100, 4320, 100) == ("inner", [(0, 2160), (2160, 4320)])  # partials added in order
     assert bm.plan(4320, 100, 100) == ("rows", [(0, 2160), (2160, 4320)])
     assert bm.plan(100, 100, 4321) == ("cols", [(0, 2161), (2161, 4321)])
     assert bm.plan(100, 100, 100) == ("rows", [(0, 100)])  # under MIN_FLOPS: one call
     rng = np.random.default_rng(3)
-    for m, k, n in [(100, 4320, 100), (100, 100, 4320)]:
+    assert bm.plan(300, 300, 300) == ("rows", [(0, 150), (150, 300)])  # ties: rows, then columns
+    for m, k, n in [(100, 4320, 100), (4320, 100, 100), (100, 100, 4320), (100, 4321, 100)]:
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         results = [bm.matmul(a, b, threads) for threads in (1, 2, 3)]

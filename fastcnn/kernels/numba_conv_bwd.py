@@ -25,7 +25,7 @@ from numba import njit, prange
 from .numba_blocks import _dot3x3, _dot4x6, _dot5x2, _dot5x3, _mac5x5
 from .numba_cache import share_cache_stamp
 from .numba_conv_fwd import _corr4x3, _tap_offsets
-from .numba_simd import _FAST, _add_to, _from_frame, _repad, _shifted, _to_planar, _vsum
+from .numba_simd import _FAST, ZERO, _add_to, _from_frame, _repad, _shifted, _to_planar, _vsum
 
 share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 
@@ -143,8 +143,9 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, wt_flip.shape[0])
     for n in prange(mb):
         gw = np.empty((yc, yh, wp), x.dtype)  # g_y in the x frame's width, zeros at ox >= yw
-        _to_planar(g_y, n, 0, 0, gw)
-        _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
+        i = np.int64(n)
+        _to_planar(g_y, i, ZERO, ZERO, gw)
+        _bwd_image(x, i, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
                    wide)
 
 
@@ -246,6 +247,7 @@ def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     offs = _c1_offsets(kh, kw, ntap5, yh, yw)
     for n in prange(mb):
         gw = np.empty((ycp, yh, yw), x.dtype)
-        _to_planar(g_y, n, 0, 0, gw[:yc])
+        i = np.int64(n)
+        _to_planar(g_y, i, ZERO, ZERO, gw[:yc])
         gw[yc:] = 0
-        _bwd_c1_image(x, n, gw, wtap, kh, kw, pt, pl, offs, g_x, gk_part[n], gb_part[n], input_grad, wide)
+        _bwd_c1_image(x, i, gw, wtap, kh, kw, pt, pl, offs, g_x, gk_part[n], gb_part[n], input_grad, wide)

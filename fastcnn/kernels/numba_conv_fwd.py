@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from .numba_blocks import _axpy1, _axpy4x2, _axpy4x3, _axpy8, _mac5x5
 from .numba_cache import share_cache_stamp
-from .numba_simd import _FAST, _add_scalar, _from_frame, _to_planar
+from .numba_simd import _FAST, NO, YES, ZERO, _add_scalar, _from_frame, _to_planar
 
 share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 
@@ -114,7 +114,7 @@ def _corr4x3(src, offs, wt, bias, out):
         o1[:] = bias[co + 1]
         o2[:] = bias[co + 2]
         for j in range(0, ntap4, 4):
-            s0, s1, s2, s3 = _views4(src, offs, j, 0, length)
+            s0, s1, s2, s3 = _views4(src, offs, j, ZERO, length)
             _axpy4x3(o0, o1, o2, s0, s1, s2, s3, wt[j : j + 4, co : co + 3])
 
 
@@ -175,9 +175,10 @@ def _conv_fwd(x, wt, b, kh, kw, pt, pl, y):
     wp = yw + kw - 1
     offs = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
     for n in prange(mb):
+        i = np.int64(n)
         out = np.empty((yc, yh * wp), y.dtype)
-        _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, False, False)
-        _from_frame(out, wp, 0, 0, y, n)
+        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, NO, NO)
+        _from_frame(out, wp, ZERO, ZERO, y, i)
 
 
 @njit(parallel=True, cache=True)
@@ -190,6 +191,7 @@ def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five):
     hp = yh + kh - 1
     wp = yw + kw - 1
     for n in prange(mb):
+        i = np.int64(n)
         out = np.empty((ycp, yh * wp), y.dtype)
-        _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, True, five)
-        _from_frame(out, wp, 0, 0, y, n)
+        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, YES, five)
+        _from_frame(out, wp, ZERO, ZERO, y, i)

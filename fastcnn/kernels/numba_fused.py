@@ -36,7 +36,7 @@ from .numba_cache import share_cache_stamp
 from .numba_conv_bwd import _bwd_c1_image, _bwd_image, _bwd_offsets, _c1_offsets
 from .numba_conv_fwd import _conv_image
 from .numba_pool import _tap_argmax
-from .numba_simd import _from_frame, _to_planar
+from .numba_simd import ZERO, _from_frame, _to_planar
 
 share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 
@@ -130,7 +130,7 @@ def _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, n, code):
     """y[n] = pool(act(conv)) of image n from its conv frame out [>= yc, yh*wp]; code = code[n]."""
     yc = y.shape[3]
     xi = np.empty((1, yh, yw, yc), out.dtype)
-    _from_frame(out, wp, 0, 0, xi, 0)
+    _from_frame(out, wp, ZERO, ZERO, xi, ZERO)
     xn = xi.reshape(-1)
     if relu:
         act = np.empty(xn.shape[0], out.dtype)
@@ -174,9 +174,9 @@ def _pool_grad(g_p, n, code, relu, avg, yw, pkh, pkw, psh, psw, gw):
         _relu_mask(gi.reshape(-1), code.reshape(-1), gm.reshape(-1))
         gi = gm
     if gw.shape[0] == yc:
-        _to_planar(gi, 0, 0, 0, gw)
+        _to_planar(gi, ZERO, ZERO, ZERO, gw)
     else:  # one input channel: output channels zero padded to the g_k blocks
-        _to_planar(gi, 0, 0, 0, gw[:yc])
+        _to_planar(gi, ZERO, ZERO, ZERO, gw[:yc])
         gw[yc:] = 0
 
 
@@ -237,8 +237,9 @@ def _conv_pool_fwd(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, 
     wp = yw + kw - 1
     for n in prange(mb):
         out = np.empty((ycp, yh * wp), y.dtype)
-        _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, blocked, five)
-        _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, n, code[n])
+        i = np.int64(n)
+        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five)
+        _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, i, code[i])
 
 
 @njit(parallel=True, cache=True)
@@ -252,8 +253,9 @@ def _conv_pool_bwd(g_p, code, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh
     offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, wt_flip.shape[0])
     for n in prange(mb):
         gw = np.empty((yc, yh, wp), x.dtype)
-        _pool_grad(g_p, n, code[n], relu, avg, yw, pkh, pkw, psh, psw, gw)
-        _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
+        i = np.int64(n)
+        _pool_grad(g_p, i, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
+        _bwd_image(x, i, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
                    wide)
 
 
@@ -267,5 +269,6 @@ def _conv_pool_bwd_c1(g_p, code, x, wtap, kh, kw, pt, pl, yh, yw, relu, avg, pkh
     offs = _c1_offsets(kh, kw, ntap5, yh, yw)
     for n in prange(mb):
         gw = np.empty((ycp, yh, yw), x.dtype)
-        _pool_grad(g_p, n, code[n], relu, avg, yw, pkh, pkw, psh, psw, gw)
-        _bwd_c1_image(x, n, gw, wtap, kh, kw, pt, pl, offs, g_x, gk_part[n], gb_part[n], input_grad, wide)
+        i = np.int64(n)
+        _pool_grad(g_p, i, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
+        _bwd_c1_image(x, i, gw, wtap, kh, kw, pt, pl, offs, g_x, gk_part[n], gb_part[n], input_grad, wide)

@@ -24,6 +24,25 @@ from ..runtime import single_threaded_blas
 from . import blocked_matmul
 from .shapes import ConvGeometry, PoolGeometry
 
+#: a stride-1 conv goes through im2col + sgemm (``gemm_conv``) when its output map has at
+#: most this many pixels per image and its windows at least ``GEMM_MIN_TAPS`` inputs: the
+#: per-image kernels then run short rows and spend their time on loop overhead, while the
+#: sgemm gets a well-shaped product. Measured on 2 cores, forward + backward (DeepConvNet,
+#: batch 100): 8x8x64 -> 64 71.0 ms direct against 11.1 via sgemm, 8x8x32 -> 64 43.8 / 5.6,
+#: 14x14x16 -> 32 15.7 / 6.8, 16x16 out of 14x14x32 -> 32 32.6 / 24.5; larger maps lose
+#: (28x28x16 -> 16: 16.2 / 38.9; 24x24x12 -> 24 at batch 32: 4.9 / 5.1), and so do few taps
+#: (an 11x10x9 input, 81 taps: 0.24 / 0.24 ms). docs/benchmarks.md, "Small maps through sgemm".
+GEMM_MAX_PIXELS = 256
+GEMM_MIN_TAPS = 128
+
+
+def gemm_conv(geo: ConvGeometry, xchn: int) -> bool:
+    """True if a conv of this geometry on ``xchn`` input channels runs as im2col + sgemm: strided
+    convs, and stride-1 convs with small output maps and many taps (see ``GEMM_MAX_PIXELS``)."""
+    if geo.sh != 1 or geo.sw != 1:
+        return True
+    return geo.yh * geo.yw <= GEMM_MAX_PIXELS and xchn * geo.kh * geo.kw >= GEMM_MIN_TAPS
+
 
 def _output(out, shape, dtype) -> np.ndarray:
     """The array a wrapper writes its result into: ``out`` (checked by the caller), else a new one."""
@@ -76,6 +95,9 @@ class NumbaHost:
         self.threads = threads
         # one-input-channel backward: channels padded for 5-wide g_x and 3- (or 2-) wide g_k blocks
         self.c1_chn = 15 if self.wide else 10
+        #: tap offsets of a stride-1 forward per (kernel shape, geometry, padded length): they
+        #: depend on shapes only, so each layer computes them once, not at every step (read-only)
+        self._offsets: dict[tuple, np.ndarray] = {}
 
     # ----------------------------------------------------------------------
     # convolution
@@ -100,16 +122,22 @@ class NumbaHost:
         wt[:ntap, :yc] = k.transpose(2, 0, 1, 3).reshape(ntap, yc)
         bp = np.zeros(wt.shape[1], k.dtype)
         bp[:yc] = b
-        offs = np.zeros(wt.shape[0], np.int64)
-        offs[:ntap] = self._tap_offsets(k, geo)
-        return True, five, offs, wt, bp
+        return True, five, self._tap_offsets(k, geo, wt.shape[0]), wt, bp
 
-    def _tap_offsets(self, k, geo) -> np.ndarray:
-        """Tap offsets into the padded planar x frame of a stride-1 forward (``_tap_offsets``)."""
-        kh, kw, xc, _ = k.shape
-        hp = geo.yh + kh - 1
-        wp = geo.yw + kw - 1
-        return self.k._tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+    def _tap_offsets(self, k, geo, length: int | None = None) -> np.ndarray:
+        """Tap offsets into the padded planar x frame of a stride-1 forward (``_tap_offsets``),
+        zero padded to ``length`` (blocked kernels); cached per shape, never written to."""
+        key = (k.shape, geo, length)
+        offs = self._offsets.get(key)
+        if offs is None:
+            kh, kw, xc, _ = k.shape
+            hp = geo.yh + kh - 1
+            wp = geo.yw + kw - 1
+            taps = self.k._tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
+            offs = taps if length is None else np.zeros(length, np.int64)
+            offs[: taps.shape[0]] = taps
+            self._offsets[key] = offs
+        return offs
 
     def _backward_weights(self, k):
         """A stride-1 backward's weights: ``(True, wtap)`` for one input channel (_conv_bwd_c1:
@@ -143,8 +171,8 @@ class NumbaHost:
     def conv2d_forward(self, x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry,
                        out: np.ndarray | None = None) -> np.ndarray:
         """x [mb, xh, xw, xchn], k [kh, kw, xchn, ychn], b [ychn] -> y [mb, yh, yw, ychn] (or ``out``)."""
-        if geo.sh != 1 or geo.sw != 1:
-            return self._strided_forward(x, k, b, geo, out)
+        if gemm_conv(geo, k.shape[2]):
+            return self._gemm_forward(x, k, b, geo, out)
         blocked, five, offs, wt, bias = self._forward_weights(k, b, geo)
         kh, kw, _, yc = k.shape
         y = _output(out, (x.shape[0], geo.yh, geo.yw, yc), x.dtype)
@@ -160,8 +188,8 @@ class NumbaHost:
 
         ``out`` (only with input_grad) receives g_x; g_k and g_b are always new arrays.
         """
-        if geo.sh != 1 or geo.sw != 1:
-            return self._strided_backward(g_y, x, k, geo, input_grad, out)
+        if gemm_conv(geo, k.shape[2]):
+            return self._gemm_backward(g_y, x, k, geo, input_grad, out)
         c1, wt = self._backward_weights(k)
         g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
         gk_part, gb_part = self._gradient_parts(x, k, c1, wt)
@@ -174,23 +202,25 @@ class NumbaHost:
         g_k, g_b = self._sum_parts(k, c1, gk_part, gb_part)
         return (g_x if input_grad else None), g_k, g_b
 
-    def _strided_forward(self, x, k, b, geo, out=None):
-        """Stride > 1: parallel im2col gather, one sgemm (into ``out`` if given), bias."""
+    def _gemm_forward(self, x, k, b, geo, out=None):
+        """im2col + sgemm (``gemm_conv``): parallel gather, the product cut in fixed pieces over the
+        threads (``blocked_matmul``; into ``out`` if given), bias."""
         cols = self.ext_regions(x, geo)
         y = None if out is None else out.reshape(cols.shape[0], k.shape[3])
-        with single_threaded_blas():  # the kernels own the cores (see fastcnn.runtime)
-            y = np.matmul(cols, k.reshape(-1, k.shape[3]), out=y)
+        with single_threaded_blas():  # the pieces own the cores (a no-op inside a model's step)
+            y = self.matmul(cols, k.reshape(-1, k.shape[3]), out=y)
         y += b
         return y.reshape(x.shape[0], geo.yh, geo.yw, k.shape[3]) if out is None else out
 
-    def _strided_backward(self, g_y, x, k, geo, input_grad, out=None):
-        """Stride > 1: g_k = cols.T @ g, g_x = col2im(g @ k_flat.T), g_b = column sums."""
+    def _gemm_backward(self, g_y, x, k, geo, input_grad, out=None):
+        """The backward of ``_gemm_forward``: g_k = cols.T @ g, g_x = col2im(g @ k_flat.T), g_b =
+        column sums in row order (every product in fixed pieces: the same bits on any thread count)."""
         g = g_y.reshape(-1, k.shape[3])
         k_flat = k.reshape(-1, k.shape[3])
         cols = self.ext_regions(x, geo)
-        with single_threaded_blas():  # the kernels own the cores (see fastcnn.runtime)
-            g_k = (cols.T @ g).reshape(k.shape)
-            g_cols = None if not input_grad else np.ascontiguousarray(g @ k_flat.T)
+        with single_threaded_blas():  # the pieces own the cores (a no-op inside a model's step)
+            g_k = self.matmul(cols.T, g).reshape(k.shape)
+            g_cols = self.matmul(g, k_flat.T) if input_grad else None
         if not input_grad:
             return None, g_k, self.k._sum_batch(g)
         g_x = self._col2im(g_cols, geo, _output(out, x.shape, x.dtype))
@@ -252,10 +282,13 @@ class NumbaHost:
     # ----------------------------------------------------------------------
 
     @staticmethod
-    def conv_pool_fusable(geo: ConvGeometry, act: str, pool: str, pool_geo: PoolGeometry) -> bool:
-        """True if conv_pool_forward / _backward serve this conv and pooling: a stride-1 conv (any
-        size, padding, channels), ``act`` 'relu' or 'none', ``pool`` 'avg' or 'max' (<= 128 elements)."""
-        return (geo.sh == geo.sw == 1 and act in ("relu", "none")
+    def conv_pool_fusable(geo: ConvGeometry, act: str, pool: str, pool_geo: PoolGeometry,
+                          xchn: int = 1) -> bool:
+        """True if conv_pool_forward / _backward serve this conv (on ``xchn`` input channels) and
+        pooling with the bits of the layers: a stride-1 conv (any size, padding, channels) that the
+        layers run on the per-image kernels (not ``gemm_conv``), ``act`` 'relu' or 'none', ``pool``
+        'avg' or 'max' (<= 128 elements)."""
+        return (not gemm_conv(geo, xchn) and act in ("relu", "none")
                 and (pool == "avg" or (pool == "max" and pool_geo.kh * pool_geo.kw <= 128)))
 
     @staticmethod

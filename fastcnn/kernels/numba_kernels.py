@@ -8,14 +8,17 @@ and on some CPUs g_k of several input channels, differ in the last bits)
 
   contract function     case                              kernel -> inner loops (module)
   --------------------  --------------------------------  ------------------------------------------------
-  conv2d_forward        stride > 1 (either axis)          _ext_regions + sgemm + bias (elementwise)
+  conv2d_forward        stride > 1 (either axis), or a   _ext_regions + sgemm + bias (elementwise);
+                          small map with many taps        the sgemm in fixed pieces (blocked_matmul)
+                          (numba_host.gemm_conv: <= 256
+                          pixels out, >= 128 taps)
                         stride 1, 1 input channel         _conv_fwd_blocked(five=True) -> _corr5:
                                                             5 taps x 5 out channels, _mac5x5 (conv_fwd)
                         stride 1, >1 in, not wide and     _conv_fwd_blocked(five=False) -> _corr4x3:
                           (ychn % 3 == 0 or ychn > 8)       4 taps x 3 out channels, _axpy4x3 (conv_fwd)
                         stride 1, >1 in, otherwise        _conv_fwd -> _corr: 4 taps x 2 out channels
                                                             (_axpy4x2; odd last channel _axpy8) (conv_fwd)
-  conv2d_backward       stride > 1                        _ext_regions, sgemms, _undo_ext_regions,
+  conv2d_backward       the same (gemm_conv)              _ext_regions, sgemms, _undo_ext_regions,
                                                             _sum_batch (elementwise, simd)
                         stride 1, 1 input channel         _conv_bwd_c1(wide): g_k _dot5x3 if wide (out
                                                             channels padded to 15) else _dot5x2 (to 10);
@@ -40,7 +43,7 @@ and on some CPUs g_k of several input channels, differ in the last bits)
                                                             body of _conv_bwd_c1)
                         the same, >1 input channels       _conv_pool_bwd: _pool_grad, _bwd_image (the
                                                             body of _conv_bwd); then _sum_batch (simd)
-  (not fused)           strided convs, sigmoid / tanh     layer by layer: the conv and pooling rows
+  (not fused)           gemm_conv convs, sigmoid / tanh   layer by layer: the conv and pooling rows
                           convs, padded pooling
   max_pool_*            any window, stride                _max_fwd / _max_bwd: flat passes _tap_max /
                                                             _tap_argmax (pool)

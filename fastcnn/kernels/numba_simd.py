@@ -29,6 +29,15 @@ share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 # No nnan/ninf: NaN and inf propagate as in NumPy.
 _FAST = {"reassoc", "contract"}
 
+# Arguments the kernels pass to their helpers as typed, non-literal values. numba compiles a
+# helper once per argument-type tuple, and a literal (``0``, ``False``) or the unsigned index
+# of a prange body (``n`` in the parallel pass; int64 when the loop is first typed) is a type
+# of its own: each would compile the helper, and everything it calls, again. Helpers get
+# ``ZERO`` / ``NO`` / ``YES`` and ``np.int64(n)`` instead (docs/benchmarks.md, "Compile time").
+ZERO = np.int64(0)
+NO = np.bool_(False)
+YES = np.bool_(True)
+
 
 def num_threads() -> int:
     """Threads the parallel kernels run on (``NUMBA_NUM_THREADS``, default: every core)."""

@@ -25,7 +25,7 @@ And, where the backend has them (``fuses_conv_pool``; None elsewhere), a stride-
 conv, its activation and the pooling right after it as one pass (``fastcnn.steps``;
 the meaning and arguments are ``NumbaHost``'s, the bits those of the three layers)::
 
-    conv_pool_fusable(geo, act, pool, pool_geo) -> bool
+    conv_pool_fusable(geo, act, pool, pool_geo, xchn=1) -> bool
     conv_pool_code_shape(mb, ychn, geo, act, pool, pool_geo) -> shape of the uint8 code
     conv_pool_forward(x, k, b, geo, act, pool, pool_geo, out=None, code=None) -> (y, code)
     conv_pool_backward(g_y, code, x, k, geo, act, pool, pool_geo, input_grad, out=None)
