@@ -403,10 +403,13 @@ class _Recorder:
     (1, 7, 1, False, "_conv_fwd_blocked", "_conv_bwd_c1"),
     (3, 4, 1, True, "_conv_fwd", "_conv_bwd"),
     (3, 4, 1, False, "_conv_fwd", "_conv_bwd"),
-    (3, 6, 1, True, "_conv_fwd", "_conv_bwd"),
+    (3, 6, 1, True, "_conv_fwd_blocked", "_conv_bwd"),
     (3, 6, 1, False, "_conv_fwd_blocked", "_conv_bwd"),
+    (3, 10, 1, True, "_conv_fwd_blocked", "_conv_bwd"),
     (3, 10, 1, False, "_conv_fwd_blocked", "_conv_bwd"),
     (3, 6, 2, False, "_ext_regions", "_ext_regions"),
+    (16, 6, 1, True, "_ext_regions", "_ext_regions"),  # 144 taps on a 8x7 map: gemm_conv
+    (14, 6, 1, True, "_conv_fwd_blocked", "_conv_bwd"),  # 126 taps: the per-image kernels
 ])
 def test_dispatch_table(xchn, ychn, stride, wide, fwd, bwd):
     """The cases of the dispatch table in numba_kernels' docstring, and ``wide`` reaching the kernels."""

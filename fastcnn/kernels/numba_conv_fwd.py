@@ -102,7 +102,8 @@ def _corr4x3(src, offs, wt, bias, out):
 
     wt [ntap4, xcp], offs [ntap4] and bias [xcp] are padded to multiples of 4 taps / 3 channels
     (zero weights and bias, offset 0). Whole-frame passes: 1024-pixel blocks measured slower.
-    Runs g_x in both variants, and the forward of the narrow one (see NumbaHost._fwd4x3).
+    Runs g_x, and the forward where the output channels are a multiple of 3 or more than 8
+    (see NumbaHost._fwd4x3), in both variants.
     """
     ntap4, xcp = wt.shape
     length = out.shape[1]

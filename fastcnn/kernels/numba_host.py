@@ -103,9 +103,12 @@ class NumbaHost:
     # convolution
     # ----------------------------------------------------------------------
 
-    def _fwd4x3(self, yc) -> bool:
-        """Narrow blocks (AVX2): 4 taps x 3 channels beat _corr's 4 x 2 (little channel padding only)."""
-        return not self.wide and (yc % 3 == 0 or yc > 8)
+    @staticmethod
+    def _fwd4x3(yc) -> bool:
+        """4 taps x 3 channels beat _corr's 4 x 2 where little channel padding is needed, on AVX2
+        and on AVX-512 (measured there: the flowers convs 14-24 % faster, 12x12x30 -> 30 45 %;
+        4 output channels, padded to 6, 38 % slower; docs/benchmarks.md, "Forward blocks")."""
+        return yc % 3 == 0 or yc > 8
 
     def _forward_weights(self, k, b, geo):
         """A stride-1 forward as the dispatch table chooses it: ``(blocked, five, offs, wt, bias)``,

@@ -3,8 +3,9 @@
 DISPATCH TABLE (the choice is ``NumbaHost``'s, in ``numba_host.py``; any kernel
 size kh x kw; "wide" is ``NumbaHost.wide``: the register blocks for 32 vector
 registers (AVX-512) if True, for 16 (AVX2) if False; both run on any CPU,
-the default is this CPU's, ``_WIDE``; the two group some sums differently, so y,
-and on some CPUs g_k of several input channels, differ in the last bits)
+the default is this CPU's, ``_WIDE``; they differ in the backward's g_k blocks only,
+which group some sums differently: on some CPUs g_k of several input channels differs
+in the last bits)
 
   contract function     case                              kernel -> inner loops (module)
   --------------------  --------------------------------  ------------------------------------------------
@@ -14,8 +15,8 @@ and on some CPUs g_k of several input channels, differ in the last bits)
                           pixels out, >= 128 taps)
                         stride 1, 1 input channel         _conv_fwd_blocked(five=True) -> _corr5:
                                                             5 taps x 5 out channels, _mac5x5 (conv_fwd)
-                        stride 1, >1 in, not wide and     _conv_fwd_blocked(five=False) -> _corr4x3:
-                          (ychn % 3 == 0 or ychn > 8)       4 taps x 3 out channels, _axpy4x3 (conv_fwd)
+                        stride 1, >1 in, ychn % 3 == 0    _conv_fwd_blocked(five=False) -> _corr4x3:
+                          or ychn > 8                       4 taps x 3 out channels, _axpy4x3 (conv_fwd)
                         stride 1, >1 in, otherwise        _conv_fwd -> _corr: 4 taps x 2 out channels
                                                             (_axpy4x2; odd last channel _axpy8) (conv_fwd)
   conv2d_backward       the same (gemm_conv)              _ext_regions, sgemms, _undo_ext_regions,
