@@ -9,6 +9,7 @@ AOT_INFO := fastcnn/kernels/_numba_aot.json
 AOT_SOURCES := fastcnn/kernels/numba_kernels.py fastcnn/kernels/numba_simd.py fastcnn/kernels/numba_blocks.py \
 	fastcnn/kernels/numba_conv_fwd.py fastcnn/kernels/numba_conv_bwd.py fastcnn/kernels/numba_pool.py \
 	fastcnn/kernels/numba_elementwise.py fastcnn/kernels/numba_fused.py fastcnn/kernels/numba_norm.py \
+	fastcnn/kernels/numba_random.py \
 	fastcnn/kernels/aot.py \
 	fastcnn/kernels/aot_build.py
 

@@ -112,7 +112,8 @@ def main(argv=None) -> int:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; valid: {', '.join(WORKLOADS)}")
     variants = ["fastcnn"] + (list(TORCH_LAYOUTS) if torch_available() else [])
     print(cpu_description())
-    print(f"{args.rounds} rounds x {args.steps} steps, {args.threads} threads, fresh process per round and variant")
+    print(f"{args.rounds} rounds x {args.steps} steps, {args.threads} threads, "
+          "fresh process per round and variant")
     for name in names:
         preset, (h, w, c), mb, classes, builder = WORKLOADS[name]
         times = {v: [] for v in variants}
@@ -131,8 +132,8 @@ def main(argv=None) -> int:
         if len(variants) > 1:
             best = min(TORCH_LAYOUTS, key=lambda v: stats[v][0])
             lo, med = stats["fastcnn"]
-            print(f"  faster PyTorch layout: {best}; fastcnn is {stats[best][0] / lo:.2f}x faster on the min, "
-                  f"{stats[best][1] / med:.2f}x on the median")
+            print(f"  faster PyTorch layout: {best}; fastcnn is {stats[best][0] / lo:.2f}x faster "
+                  f"on the min, {stats[best][1] / med:.2f}x on the median")
     return 0
 
 

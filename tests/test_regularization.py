@@ -12,6 +12,7 @@ from model_helpers import tiny_dataset
 
 from fastcnn import CnnModel, CnnRegModel, phase, runtime
 from fastcnn.datasets.base import ArrayDataset
+from fastcnn.kernels import masks
 from fastcnn.layers import Dropout, Noise
 from fastcnn.optim import SGD, Adam
 from fastcnn.regularize import collect_params, near_zero_line
@@ -72,7 +73,8 @@ def test_dropout_values_train_and_inference():
     with phase.training():
         _fixed_draws(model)
         y_train, mask = layer.forward(x)
-    kept = np.random.default_rng(7).random(x.shape) < 0.25  # the mask: every element, batch axis too
+    key = int(np.random.default_rng(7).integers(0, masks.KEY_LIMIT))  # one key per call
+    kept = (masks.uniforms(key, x.size) < 0.25).reshape(x.shape)  # every element, batch axis too
     np.testing.assert_array_equal(y_train, np.where(kept, x / 0.25, 0.0))
     g = np.ones_like(x)
     np.testing.assert_array_equal(layer.backward(g, mask)[0], np.where(kept, 4.0, 0.0))
@@ -88,7 +90,8 @@ def test_noise_values_train_and_inference():
         y, _ = layer.forward(x)
     rng = np.random.default_rng(7)
     assert rng.random() < 1.0  # the one uniform draw per call (ratio 1: always noisy)
-    np.testing.assert_allclose(y, x + rng.normal(1.0, 0.5, x.shape), rtol=1e-14)
+    key = int(rng.integers(0, masks.KEY_LIMIT))  # then the call's key
+    np.testing.assert_allclose(y, x + (1.0 + 0.5 * masks.normals(key, x.size).reshape(x.shape)), rtol=1e-14)
     np.testing.assert_array_equal(layer.backward(x, None)[0], x)  # identity backward
 
 

@@ -72,9 +72,16 @@ KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | Non
     "_bn_stats": (("F2", "i", "D1", "D1"), "void", None),
     "_bn_normalize": (("F2", "D1", "D1", "F1", "F1", "b", "F2", "F2"), "void", (0, (0, 6, 7))),
     "_bn_backward": (("F2", "F2", "D1", "D1", "b", "i", "F2", "D2"), "void", None),
+    # dropout and noise (numba_random): flat arrays; the draws run whole (element i's number
+    # comes from its index in the whole array), the backward is cut
+    "_dropout_fwd": (("F1", "i", "f", "f", "F1", "U1"), "void", None),
+    "_dropout_bwd": (("F1", "U1", "f", "F1"), "void", (0, (0, 1, 3))),
+    "_add_noise": (("F1", "i", "f", "f", "F1"), "void", None),
 }
 #: kernel -> the module of ``fastcnn.kernels`` that defines it, where not the map ``numba_kernels``
-KERNEL_MODULES = {"_bn_stats": "numba_norm", "_bn_normalize": "numba_norm", "_bn_backward": "numba_norm"}
+KERNEL_MODULES = {"_bn_stats": "numba_norm", "_bn_normalize": "numba_norm", "_bn_backward": "numba_norm",
+                  "_dropout_fwd": "numba_random", "_dropout_bwd": "numba_random",
+                  "_add_noise": "numba_random"}
 #: calls whose batch argument is smaller than this run whole (handing a piece to a thread costs ~20 us)
 MIN_SPLIT_BYTES = 128 * 1024
 
@@ -229,7 +236,7 @@ def source_digest() -> str:
     digest = hashlib.sha256()
     for name in ("numba_kernels.py", "numba_simd.py", "numba_blocks.py", "numba_conv_fwd.py",
                  "numba_conv_bwd.py", "numba_pool.py", "numba_elementwise.py", "numba_fused.py",
-                 "numba_norm.py", "aot.py"):
+                 "numba_norm.py", "numba_random.py", "aot.py"):
         digest.update((PACKAGE_DIR / name).read_bytes())
     return digest.hexdigest()
 

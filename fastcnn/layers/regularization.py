@@ -2,15 +2,18 @@
 
 Both keep the shape of their input, have no parameters, and act only in training mode
 (``fastcnn.phase``): in inference mode (``predict``, ``test``, ``visualize``, validation)
-they return their input array itself. Their random numbers come from the model's seeded
-generator (the one that drew the initial weights, continued), drawn in float64 in NumPy
-on the calling thread: the same masks on every backend, dtype and thread count.
+they return their input array itself. Their random numbers are counter-based
+(``fastcnn.kernels.masks``): each call draws one key from the model's seeded generator (the
+one that drew the initial weights, continued), and element i's number comes from (key, i),
+drawn and applied in one pass by the backend (one parallel kernel on the numba backends):
+the same masks on every backend, dtype and thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.masks import KEY_LIMIT, bind_masks
 from ..phase import is_training
 from ..regularize import keep_prob, noise_settings
 from .base import Layer
@@ -18,47 +21,44 @@ from .base import Layer
 
 class Dropout(Layer):
     """Inverted dropout: in training ``y = x * mask / keep_prob``, ``mask ~ Bernoulli(keep_prob)``
-    drawn for every element of ``x``, batch axis included (the book's ``x.shape`` mask, E8);
-    backward ``g_x = g_y * mask / keep_prob``. In inference ``y = x``."""
+    drawn for every element of ``x``, batch axis included (the book's ``x.shape`` mask, E8),
+    kept as uint8 for the backward, ``g_x = g_y * mask / keep_prob``. In inference ``y = x``."""
 
     def build(self, rng, init) -> tuple:
         self.keep_prob = keep_prob(self.spec)
         self.rng = rng
+        self.masks = bind_masks(self.ops.name)
         return self.input_shape
-
-    def draw_mask(self, shape) -> np.ndarray:
-        """``mask / keep_prob`` in the layer's dtype: ``1 / keep_prob`` where kept, 0 elsewhere."""
-        kept = self.rng.random(shape) < self.keep_prob
-        return kept * self.dtype.type(1.0 / self.keep_prob)
 
     def forward(self, x: np.ndarray, workspace=None):
         if not is_training() or self.keep_prob == 1.0:
             return x, None
-        mask = self.draw_mask(x.shape)
-        return x * mask, mask
+        key = int(self.rng.integers(0, KEY_LIMIT))
+        return self.masks.dropout_forward(x, key, self.keep_prob)  # (y, uint8 mask)
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         if not input_grad:
             return None, {}
-        return (g_y if aux is None else g_y * aux), {}
+        return (g_y if aux is None else self.masks.dropout_backward(g_y, aux, self.keep_prob)), {}
 
 
 class Noise(Layer):
     """Additive Gaussian noise: in training, with probability ``ratio`` per forward call
-    (one uniform draw), ``y = x + N(mean, std)`` drawn for every element; else ``y = x``.
+    (one uniform draw from the generator, then the call's key), ``y = x + N(mean, std)``
+    drawn for every element; else ``y = x``.
     Backward is the identity (the noise does not depend on ``x``)."""
 
     def build(self, rng, init) -> tuple:
         self.mean, self.std, self.ratio = noise_settings(self.spec)
         self.rng = rng
+        self.masks = bind_masks(self.ops.name)
         return self.input_shape
 
     def forward(self, x: np.ndarray, workspace=None):
         if not is_training() or self.rng.random() >= self.ratio:
             return x, None
-        noise = self.rng.normal(self.mean, self.std, x.shape).astype(self.dtype, copy=False)
-        noise += x
-        return noise, None
+        key = int(self.rng.integers(0, KEY_LIMIT))
+        return self.masks.add_noise(x, key, self.mean, self.std), None
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         return (g_y if input_grad else None), {}

@@ -1,0 +1,23 @@
+"""The ``numba-aot`` backend's dropout and noise: ``numba_random``'s kernels as built ahead of
+time (``aot.KERNELS``), called through the same ``masks.KernelMasks`` as the ``numba``
+backend's, so the two give the same bits. Loads no numba: only the built extension module.
+"""
+
+from __future__ import annotations
+
+from .masks import KernelMasks
+from .numba_aot import _KERNELS
+
+_HOST = KernelMasks(_KERNELS._dropout_fwd, _KERNELS._dropout_bwd, _KERNELS._add_noise)
+
+
+def dropout_forward(x, key, keep):
+    return _HOST.dropout_forward(x, key, keep)
+
+
+def dropout_backward(g, mask, keep):
+    return _HOST.dropout_backward(g, mask, keep)
+
+
+def add_noise(x, key, mean, std):
+    return _HOST.add_noise(x, key, mean, std)
