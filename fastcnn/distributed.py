@@ -37,6 +37,7 @@ import hashlib
 import io
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -212,6 +213,7 @@ class MpiPlan(LocalPlan):
         if main:
             signal.signal(signal.SIGINT, self._ask_stop)
         try:
+            self._announce_ranks()
             with self.quiet():
                 yield self
         except (TrainingDiverged, KeyboardInterrupt):
@@ -223,6 +225,18 @@ class MpiPlan(LocalPlan):
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
+
+    def _announce_ranks(self) -> None:
+        """Rank 0 prints which process is which rank: when a rank is killed, the launcher ends
+        the job at once (MPICH's kills the others with SIGKILL, so no rank can report it) and
+        names only the process id; this line turns that id into a rank."""
+        if self.size == 1:
+            return
+        where = self.comm.allgather((socket.gethostname(), os.getpid()))
+        if self.is_root:
+            ranks = ", ".join(f"rank {r} pid {pid} on {host}" for r, (host, pid) in enumerate(where))
+            print(f"fastcnn: {ranks} (a launcher message naming a process id names its rank here)",
+                  flush=True)
 
     def _ask_stop(self, signum, frame):
         self._stop_asked = True

@@ -7,6 +7,7 @@ installed by ``make test``); they are skipped only when mpi4py or that launcher 
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -195,9 +196,13 @@ def test_a_rank_that_diverges_stops_every_rank_naming_it(tmp_path):
 @needs_mpi
 def test_a_killed_rank_ends_the_job(tmp_path):
     proc, secs = _driver(2, tmp_path / "p.npz", "kill", 1, 3)
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "Killed (signal 9)" in proc.stdout + proc.stderr
+    assert "Killed (signal 9)" in out
     assert "params ok" not in proc.stdout and secs < 30
+    # the launcher names the killed process by its id; rank 0's first line says whose it is
+    (pid,) = re.findall(r"PID (\d+) RUNNING AT", out)
+    assert f"rank 1 pid {pid} on " in proc.stdout
 
 
 @needs_mpi
