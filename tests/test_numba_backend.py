@@ -493,3 +493,43 @@ def test_aot_digest_and_makefile_cover_every_kernel_module(tmp_path, monkeypatch
     (line,) = [line for line in makefile.splitlines() if line.startswith("AOT_SOURCES :=")]
     listed = set(line.split(":=", 1)[1].split())
     assert {f"fastcnn/kernels/{name}" for name in modules + ("aot.py", "aot_build.py")} <= listed
+
+
+_FLOAT32_CHILD = textwrap.dedent(
+    """
+    import importlib, json, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from numba.core.dispatcher import Dispatcher
+    from fastcnn import CnnModel
+    from fastcnn.datasets.base import ArrayDataset
+    from fastcnn.kernels import numba_cache
+    from fastcnn.zoo import get_preset
+    rng = np.random.default_rng(0)
+    xs = rng.random((20, 28, 28, 1), dtype=np.float32)
+    ys = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 20)]
+    ds = ArrayDataset("s", xs, ys, "select", [str(i) for i in range(10)], split=(0.6, 0.2))
+    model = CnnModel("s", ds, None, get_preset("simpleconvnet"), backend="numba", seed=1)
+    model.train(1, 10)
+    model.test()
+    loaded = {}
+    for source in numba_cache.KERNEL_SOURCES + ("numba_norm.py", "numba_random.py"):
+        module = importlib.import_module("fastcnn.kernels." + source[: -len(".py")])
+        for name, obj in vars(module).items():
+            if isinstance(obj, Dispatcher) and obj.py_func.__module__ == module.__name__:
+                loaded[name] = [str(sig) for sig in obj.signatures]
+    print(json.dumps(loaded))
+    """
+)
+
+
+def test_float32_training_loads_no_float64_kernel():
+    """Kernels are compiled per dtype on first use: a float32 model never compiles (or loads
+    from the cache) a float64 build."""
+    out = subprocess.run([sys.executable, "-c", _FLOAT32_CHILD, str(ROOT)], capture_output=True, text=True,
+                         timeout=600, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    used = {name: sigs for name, sigs in loaded.items() if sigs}
+    assert {"_conv_pool_fwd", "_conv_pool_bwd_c1", "_adam"} <= set(used)
+    for name, sigs in used.items():
+        assert not any("Array(float64" in sig for sig in sigs), f"{name}: {sigs}"
