@@ -225,7 +225,8 @@ class CnnModel:
         loop that applies them at once (``train`` does). Results are
         bit-identical without a workspace.
         """
-        with self._step_workspace() as workspace:
+        # one BLAS limit for the whole step (the forward's and backward's own entries then nest)
+        with self._threads(), self._step_workspace() as workspace:
             if workspace is not None:
                 workspace.param_grads = bool(reuse_grads)
             try:

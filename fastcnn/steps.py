@@ -22,6 +22,8 @@ from .layers.pool import AvgPool, MaxPool
 
 #: pooling layer class -> the ``pool`` argument of the fused kernels
 _POOLS = {MaxPool: "max", AvgPool: "avg"}
+#: dtype of the fused kernels' ``code`` (a dtype object: the workspace's fast lookup key)
+_CODE = np.dtype(np.uint8)
 
 
 class LayerStep:
@@ -59,7 +61,9 @@ class ConvPoolStep:
         self.layers = (conv, pool)
         self._conv, self._pool, self._ops = conv, pool, ops
         self._kind = _POOLS[type(pool)]
+        self._act = conv.spec.actfunc
         self._keys = {name: f"{conv.key}/{name}" for name in conv.params}
+        self._code_name = f"{conv.key}/pool_code"
 
     def __repr__(self) -> str:
         return f"ConvPoolStep({self._conv.key}, {self._pool.key})"
@@ -67,11 +71,11 @@ class ConvPoolStep:
     def forward(self, x: np.ndarray, workspace=None):
         conv, pool, ops = self._conv, self._pool, self._ops
         mb = x.shape[0]
-        act = conv.spec.actfunc
+        act = self._act
         code = None
         if workspace is not None:
             shape = ops.conv_pool_code_shape(mb, conv.output_shape[2], conv.geo, act, self._kind, pool.geo)
-            code = workspace.get(f"{conv.key}/pool_code", shape, np.uint8)
+            code = workspace.get(self._code_name, shape, _CODE)
         pooled, code = ops.conv_pool_forward(
             x, conv.params["k"], conv.params["b"], conv.geo, act, self._kind, pool.geo,
             out=pool.buffer(workspace, PRE_ACTIVATION, (mb, *pool.output_shape)), code=code,
@@ -84,7 +88,7 @@ class ConvPoolStep:
         x, code, y = aux
         g_pooled = pool.grad_activation(g_y, y, workspace)
         g_x, g_k, g_b = self._ops.conv_pool_backward(
-            g_pooled, code, x, conv.params["k"], conv.geo, conv.spec.actfunc, self._kind, pool.geo,
+            g_pooled, code, x, conv.params["k"], conv.geo, self._act, self._kind, pool.geo,
             bool(input_grad), out=conv.buffer(workspace, "g_x", x.shape) if input_grad else None,
         )
         return g_x, {self._keys["k"]: g_k, self._keys["b"]: g_b}

@@ -48,6 +48,8 @@ class Layer:
 
     def __init__(self, spec: LayerSpec, input_shape: tuple, *, ops, dtype, rng, init):
         self.spec = spec
+        #: resolved once (the spec never changes): read on every step
+        self._key, self._actfunc, self._names = spec.key, spec.actfunc, {}
         self.input_shape = tuple(input_shape)
         self.ops = ops
         self.dtype = np.dtype(dtype)
@@ -64,7 +66,7 @@ class Layer:
     def key(self) -> str:
         """``layer03_conv`` (nested: ``layer03_serial/1_conv``): the prefix of this layer's
         parameter and workspace names (``LayerSpec.key``)."""
-        return self.spec.key
+        return self._key
 
     def build(self, rng, init) -> tuple:
         """Allocate parameters; return the output shape of one sample."""
@@ -91,7 +93,10 @@ class Layer:
         (the kernel then allocates its result as usual)."""
         if workspace is None:
             return None
-        return workspace.get(f"{self.key}/{name}", shape, self.dtype)
+        full = self._names.get(name)
+        if full is None:
+            full = self._names[name] = f"{self._key}/{name}"
+        return workspace.get(full, shape, self.dtype)
 
     def grad_buffer(self, workspace, name: str, shape) -> np.ndarray | None:
         """As ``buffer``, for a parameter gradient: only while the workspace lends those too."""
@@ -105,16 +110,16 @@ class Layer:
 
         (Other activations are NumPy expressions that allocate their result.)
         """
-        if self.spec.actfunc == "relu":
+        if self._actfunc == "relu":
             out = self.buffer(workspace, "act", v.shape)
             return self.ops.relu_forward(v, out=v if out is None else out)
         return self.act(v)
 
     def grad_activation(self, g_y: np.ndarray, y: np.ndarray, workspace=None) -> np.ndarray:
         """Gradient w.r.t. the pre-activation value (ReLU's into a workspace array if given)."""
-        if self.spec.actfunc == "none":
+        if self._actfunc == "none":
             return g_y
-        if self.spec.actfunc == "relu":
+        if self._actfunc == "relu":
             # the pre-activation's array is free again (only ReLU's output is kept for backward)
             return self.ops.relu_backward(g_y, y, out=self.buffer(workspace, PRE_ACTIVATION, y.shape))
         return (g_y * self.act_derv(y)).astype(self.dtype, copy=False)
