@@ -261,7 +261,10 @@ def test_second_process_compiles_nothing():
     # child populates it if this process has not, the second must only load
     first = _run_child()
     second = _run_child()
-    assert set(second) == set(first)
+    # a first child that compiled also lists the helpers it compiled on the way (their
+    # dispatchers got signatures); a child that loads a kernel from the cache loads its
+    # machine code whole, helpers inside, so the second lists only what it called
+    assert set(second) <= set(first)
     entry_points = {"_conv_fwd", "_conv_bwd", "_max_fwd", "_max_bwd", "_avg_fwd", "_avg_bwd",
                     "_ext_regions", "_undo_ext_regions"}
     assert entry_points <= set(second), f"kernels that did not run: {entry_points - set(second)}"
