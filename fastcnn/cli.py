@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runtime
+from . import cli_models, runtime
 from .train import TrainingDiverged
 from .zoo import DEMO_TRAIN
 
@@ -144,65 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                        + ", ".join(BACKENDS) + ")")
     bench.add_argument("--repeat", type=_positive_int, default=3, help="timed repeats (median reported)")
     bench.add_argument("--quick", action="store_true", help="small shapes, one repeat: a smoke run")
-    _add_convert_parser(sub, process)
-    _add_structure_parser(sub, process)
+    cli_models.add_convert_parser(sub, process)
+    cli_models.add_structure_parser(sub, process)
     return parser
-
-
-#: ``fastcnn structure`` / ``convert`` defaults: one input sample and the output width of each
-#: preset's dataset
-STRUCTURE_DEFAULTS = {"digits": ((8, 8, 1), 10), "simpleconvnet": ((28, 28, 1), 10),
-                      "lenet": ((28, 28, 1), 10), "deepconvnet": ((28, 28, 1), 10),
-                      "flower": ((96, 96, 3), 5), "office31": ((96, 96, 3), 34)}
-
-
-def _add_structure_parser(sub, process) -> None:
-    """``fastcnn structure``: the book's dump_structure of a preset or hconfig, without data."""
-    structure = sub.add_parser("structure", parents=[process], help="print a model's layer tree with shapes "
-                               "and parameter counts (the book's dump_structure), without data or weights")
-    net = structure.add_mutually_exclusive_group(required=True)
-    net.add_argument("--model", "--preset", dest="model", metavar="NAME", help="a preset from fastcnn.zoo")
-    net.add_argument("--hconfig", help="hidden layers as a JSON list, or a path to a JSON file "
-                     "(e.g. '[[\"custom\", {\"name\": \"vgg_19\"}]]')")
-    structure.add_argument("--input-shape", type=_input_shape, default=None,
-                           help="one input sample as HxWxC (default: the preset's; 28x28x1 for --hconfig)")
-    structure.add_argument("--classes", type=_positive_int, default=None,
-                           help="output layer width (default: the preset's dataset's; 10 for --hconfig)")
-    structure.set_defaults(dataset="structure")
-
-
-def _add_convert_parser(sub, process) -> None:
-    """``fastcnn convert``: weights between fastcnn, Deep Learning from Scratch and PyTorch."""
-    convert = sub.add_parser("convert", parents=[process], help="convert weights (fastcnn.interop): a DLfS "
-                             "pickle, torch state dict or fastcnn params -> .npz params or .pt state dict")
-    net = convert.add_mutually_exclusive_group(required=True)
-    net.add_argument("--preset", "--model", dest="model", metavar="NAME",
-                     help="the architecture: a preset from fastcnn.zoo")
-    net.add_argument("--hconfig", help="the architecture: hidden layers as a JSON list, or a JSON file")
-    source = convert.add_mutually_exclusive_group(required=True)
-    source.add_argument("--from-dlfs", metavar="PKL", help="a Deep Learning from Scratch save_params "
-                        "pickle (read without running pickle code)")
-    source.add_argument("--from-torch", metavar="PT", help="a state dict of the torch twin (torch.save)")
-    source.add_argument("--from-params", metavar="NPZ", help="fastcnn params (.npz)")
-    convert.add_argument("--out", required=True, help="output file: .npz (fastcnn) or .pt / .pth (torch)")
-    convert.add_argument("--input-shape", type=_input_shape, default=None,
-                         help="one input sample as HxWxC (default: the preset's; 28x28x1 for --hconfig)")
-    convert.add_argument("--classes", type=_positive_int, default=None,
-                         help="output layer width (default: the preset's dataset's; 10 for --hconfig)")
-    convert.add_argument("--output-dropout", type=_number(float, lambda v: 0 <= v < 1, "a ratio in [0, 1)"),
-                         default=0.0, help="--from-dlfs: ratio of a DLfS dropout after the last affine "
-                         "that the architecture lacks (default 0)")
-    convert.set_defaults(dataset="convert")
-
-
-def _input_shape(text: str) -> tuple[int, int, int]:
-    try:
-        values = tuple(int(p) for p in text.lower().replace(",", "x").split("x"))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected HxWxC, e.g. 28x28x1, got {text!r}")
-    return values
 
 
 # --------------------------------------------------------------------------
@@ -434,52 +378,8 @@ def cmd_bench(args) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------
-# convert
-# --------------------------------------------------------------------------
-
-
-def cmd_convert(args) -> int:
-    from .interop import convert
-
-    name, hconfigs = _hconfigs(args)
-    sources = {"dlfs": args.from_dlfs, "torch": args.from_torch, "params": args.from_params}
-    source, path = next((kind, p) for kind, p in sources.items() if p is not None)
-    shape, classes = _model_shape(args)
-    try:
-        out = convert(hconfigs, source, path, args.out, input_shape=shape, classes=classes,
-                      output_dropout=args.output_dropout, name=name)
-    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:  # ImportError: no torch
-        raise UsageError(str(exc)) from None
-    print(f"fastcnn convert: {path} ({source}) -> {out} (model {name!r})")
-    return 0
-
-
-def _model_shape(args) -> tuple[tuple[int, int, int], int]:
-    """``(input shape HWC, classes)`` of ``fastcnn structure`` / ``convert``: ``--input-shape`` and
-    ``--classes`` when given, else the preset's own (``zoo.PRESET_INPUTS``, ``STRUCTURE_DEFAULTS``),
-    else 28x28x1 and 10 (``--hconfig``)."""
-    from .zoo import PRESET_INPUTS
-
-    shape, classes = STRUCTURE_DEFAULTS.get(args.model, ((28, 28, 1), 10))
-    if args.model in PRESET_INPUTS:
-        shape, classes = PRESET_INPUTS[args.model], 5
-    return args.input_shape or shape, args.classes or classes
-
-
-def cmd_structure(args) -> int:
-    from .structure import dump_hconfigs
-
-    name, hconfigs = _hconfigs(args)
-    shape, classes = _model_shape(args)
-    try:
-        dump_hconfigs(hconfigs, shape, classes)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UsageError(str(exc)) from None
-    return 0
-
-
-COMMANDS = {"train": cmd_train, "bench": cmd_bench, "convert": cmd_convert, "structure": cmd_structure}
+COMMANDS = {"train": cmd_train, "bench": cmd_bench, "convert": cli_models.cmd_convert,
+            "structure": cli_models.cmd_structure}
 
 
 def apply_process_policy(args) -> None:

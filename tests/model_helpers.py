@@ -39,3 +39,14 @@ def digits_dataset(seed=1234):
     xs = (d.images / 16.0).astype(np.float32)[..., None]
     ys = np.eye(10, dtype=np.float32)[d.target]
     return ArrayDataset("digits", xs, ys, "select", [str(i) for i in range(10)], seed=seed)
+
+
+def numeric_grad(f, array, index, eps: float) -> float:
+    """Central difference of the scalar ``f()`` in ``array[index]`` (restored afterwards)."""
+    old = array[index]
+    array[index] = old + eps
+    up = f()
+    array[index] = old - eps
+    down = f()
+    array[index] = old
+    return (up - down) / (2 * eps)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_helpers import tiny_dataset
+from model_helpers import numeric_grad, tiny_dataset
 
 from fastcnn import CnnModel, phase
 from fastcnn.kernels import norm as np_norm
@@ -23,13 +23,7 @@ NETS = {
 
 
 def _numeric(f, array, index):
-    old = array[index]
-    array[index] = old + EPS
-    up = f()
-    array[index] = old - EPS
-    down = f()
-    array[index] = old
-    return (up - down) / (2 * EPS)
+    return numeric_grad(f, array, index, EPS)
 
 
 def _model(backend, hconfigs=None, seed=5):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_helpers import tiny_dataset
+from model_helpers import numeric_grad, tiny_dataset
 
 from fastcnn import CnnModel
 from fastcnn.layers.composite import Add
@@ -49,13 +49,7 @@ def _test_macro():
 
 
 def _numeric(f, array, index):
-    old = array[index]
-    array[index] = old + EPS
-    up = f()
-    array[index] = old - EPS
-    down = f()
-    array[index] = old
-    return (up - down) / (2 * EPS)
+    return numeric_grad(f, array, index, EPS)
 
 
 def _model(net, backend, shape=(4, 4, 2), seed=3, **kw):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_helpers import tiny_dataset
+from model_helpers import numeric_grad, tiny_dataset
 
 from fastcnn import CnnModel
 
@@ -39,13 +39,7 @@ MODES = ["select", "binary", "regression", "dual_select"]
 
 
 def _numeric(f, array, index):
-    old = array[index]
-    array[index] = old + EPS
-    up = f()
-    array[index] = old - EPS
-    down = f()
-    array[index] = old
-    return (up - down) / (2 * EPS)
+    return numeric_grad(f, array, index, EPS)
 
 
 def _check(model, x, y, rng):

@@ -11,13 +11,7 @@ from .numba_aot import _KERNELS
 _HOST = KernelMasks(_KERNELS._dropout_fwd, _KERNELS._dropout_bwd, _KERNELS._add_noise)
 
 
-def dropout_forward(x, key, keep):
-    return _HOST.dropout_forward(x, key, keep)
-
-
-def dropout_backward(g, mask, keep):
-    return _HOST.dropout_backward(g, mask, keep)
-
-
-def add_noise(x, key, mean, std):
-    return _HOST.add_noise(x, key, mean, std)
+#: the contract functions (``masks.MASK_FUNCTIONS``)
+dropout_forward = _HOST.dropout_forward
+dropout_backward = _HOST.dropout_backward
+add_noise = _HOST.add_noise

@@ -80,13 +80,7 @@ numba_safety.guard_caches(__package__)  # these kernels too: a damaged cache ent
 _HOST = KernelMasks(_dropout_fwd, _dropout_bwd, _add_noise)
 
 
-def dropout_forward(x, key, keep):
-    return _HOST.dropout_forward(x, key, keep)
-
-
-def dropout_backward(g, mask, keep):
-    return _HOST.dropout_backward(g, mask, keep)
-
-
-def add_noise(x, key, mean, std):
-    return _HOST.add_noise(x, key, mean, std)
+#: the contract functions (``masks.MASK_FUNCTIONS``)
+dropout_forward = _HOST.dropout_forward
+dropout_backward = _HOST.dropout_backward
+add_noise = _HOST.add_noise
