@@ -18,6 +18,9 @@ as ``K`` chunks over any number of processes. Per chunk, the model's random gene
 (dropout masks, noise) restarts from a state derived from one draw per step and the chunk
 index, so the masks do not depend on which process runs the chunk. Batch normalization
 sees each chunk as its batch ("ghost batch" statistics).
+
+Which samples fill a batch is ``fastcnn.shards``'s: with ``K > 1`` chunk ``c`` always draws
+from the fixed shard ``c`` of the training split, so a process loads only its chunks' shards.
 """
 
 from __future__ import annotations
@@ -52,6 +55,17 @@ def chunk_bounds(batch_size: int, chunks: int) -> list[tuple[int, int]]:
         bounds.append((start, stop))
         start = stop
     return bounds
+
+
+def check_processes(size: int, batch_size: int, chunks: int) -> int:
+    """The chunk count of a batch of ``batch_size``, or a ValueError when it is smaller than the
+    process count ``size`` (every process computes at least one chunk)."""
+    count = min(int(chunks), int(batch_size))
+    if count < size:
+        raise ValueError(f"{size} processes need at least {size} chunks per batch, but the batch of "
+                         f"{batch_size} is cut into {count} (chunks={chunks}): raise chunks (--chunks) to at "
+                         "least the process count, the same on every run that is to give the same bits")
+    return count
 
 
 def rank_chunks(count: int, size: int, rank: int) -> tuple[int, int]:

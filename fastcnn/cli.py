@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cli_models, runtime
+from .rank_supervisor import supervise
 from .train import TrainingDiverged
 from .zoo import DEMO_TRAIN
 
@@ -207,17 +208,23 @@ def _hconfigs(args) -> tuple[str, list]:
     return name, get_preset(name)
 
 
-def _dataset(args):
+def _dataset(args, comm=None):
+    """The dataset; under mpiexec each rank loads only its shard (``distributed.data_shard``),
+    and a load that fails on any rank fails on every rank (rank 0 prints it)."""
     from .datasets import DATASETS
+    from .distributed import data_shard, load_together
 
     cls = DATASETS[args.dataset]
-    if args.dataset == "digits":
-        return cls(normalize=not args.raw_pixels)
-    if args.data_path is None:
+    if args.dataset != "digits" and args.data_path is None:
         raise UsageError(f"--dataset {args.dataset} needs --data-path: {DATA_LAYOUTS[args.dataset]}")
+    shard = data_shard(comm, args.chunks, args.batch_size)
+    if args.dataset == "digits":
+        return load_together(comm, lambda: cls(normalize=not args.raw_pixels, shard=shard))
     if args.dataset == "mnist":
-        return cls(args.data_path, normalize=not args.raw_pixels, limit=args.limit)
-    return cls(args.data_path, args.resolution, normalize=not args.raw_pixels)
+        return load_together(comm, lambda: cls(args.data_path, normalize=not args.raw_pixels,
+                                               limit=args.limit, shard=shard))
+    return load_together(comm, lambda: cls(args.data_path, args.resolution, normalize=not args.raw_pixels,
+                                           shard=shard))
 
 
 def _run_folder(args) -> Path:
@@ -299,7 +306,7 @@ def cmd_train(args) -> int:
     name, hconfigs = _hconfigs(args)
     try:
         comm = _comm(args)  # under mpiexec: every rank runs this command, rank 0 writes the run folder
-        ds = _dataset(args)
+        ds = _dataset(args, comm)
         run = _run_folder(args)
         model = CnnModel(name, ds, args.mode, hconfigs, show_maps=args.show_maps, backend=args.backend,
                          seed=args.seed, plot_dir=run, l2_decay=args.l2_decay, l1_decay=args.l1_decay,
@@ -322,7 +329,7 @@ def cmd_train(args) -> int:
             model.dump_structure()
         if comm is not None:
             print(f"data-parallel over {comm.Get_size()} MPI processes, {args.chunks} chunks per batch, "
-                  f"{runtime.num_threads()} threads each")
+                  f"{runtime.num_threads()} threads each; each rank loads only its shard")
         history, test_acc = model.exec_all(
             args.epochs, args.batch_size, args.learning_rate, args.report, args.show,
             show_params=args.show_params,
@@ -403,6 +410,8 @@ def main(argv=None) -> int:
     """Entry point of the ``fastcnn`` command; bad arguments exit with status 2."""
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "train" and argv is None:
+            supervise()  # under mpiexec: this process becomes the rank's parent (rank_supervisor)
         apply_process_policy(args)
         return COMMANDS[args.command](args)
     except UsageError as exc:

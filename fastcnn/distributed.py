@@ -3,13 +3,19 @@
 ``mpiexec -n N fastcnn train ...`` or, from Python::
 
     from fastcnn import CnnModel, distributed
+    from fastcnn.datasets import MnistDataset
     comm = distributed.world()              # mpi4py's COMM_WORLD; threads per rank set
-    model = CnnModel('digits', ds, None, hconfigs, seed=1, comm=comm)
+    shard = distributed.data_shard(comm, chunks=2, batch_size=32)   # this rank's rows only
+    ds = distributed.load_together(comm, lambda: MnistDataset(path, shard=shard))
+    model = CnnModel('mnist', ds, None, hconfigs, seed=1, comm=comm, chunks=2)
     model.exec_all(2, batch_size=32)        # rank 0 prints; every rank holds the same params
 
 Every global batch is cut into ``chunks`` chunks (``fastcnn.chunks``; an option, never
 the process count); rank ``r`` computes the contiguous chunks ``rank_chunks(K, N, r)`` of
-every batch, reading only those samples. The weighted chunk gradients are summed over one
+every batch, reading only those samples. With ``K > 1`` chunk ``c`` always draws from the
+fixed shard ``c`` of the training split (``fastcnn.shards``), so a rank can load just the
+shards of its chunks (``data_shard``; IDX files and image folders read only those rows).
+The weighted chunk gradients are summed over one
 fixed tree: each rank sums the subtrees it owns, then a reduce-scatter made of
 ``Alltoallv`` (every rank gets one slice of every subtree sum) and a sum over the same tree
 on each slice, then ``Allgatherv`` of the summed slices. MPI's ``Allreduce`` promises no
@@ -25,7 +31,9 @@ one rank prints one line naming the rank and the cause and ends the job (``MPI.A
 a rank that dies is reported by the launcher, which ends the others; a rank that waits
 longer than ``timeout`` seconds for the others in a collective ends the job too.
 
-Validation and test accuracy are computed by rank 0 and broadcast. Only rank 0 prints.
+Validation and test accuracy are computed by rank 0 and broadcast (only rank 0's shard holds
+those splits; the others draw the same validation picks to keep their generators in step).
+Only rank 0 prints.
 ``mpi4py`` is imported only here and only when a communicator is asked for (the
 ``fastcnn[mpi]`` extra). Launching, threads and the cost model: docs/distributed.md.
 """
@@ -45,7 +53,8 @@ import time
 import numpy as np
 
 from . import chunks as ck
-from . import runtime
+from . import runtime, shards
+from .shards import data_shard, load_together  # noqa: F401 - the loading side of this API
 from .train import TrainingDiverged
 
 #: seconds a rank waits for the others in one collective before it ends the job; the first
@@ -160,7 +169,9 @@ class LocalPlan:
         self.chunks = ck.check_chunks(chunks)
 
     def check(self, model, batch_size: int) -> None:
-        """Raise before training when this plan cannot train ``model`` at ``batch_size``."""
+        """Raise before training when this plan cannot train ``model`` at ``batch_size`` (e.g. its
+        dataset holds another process's shard, or fewer training rows than chunks)."""
+        shards.check_dataset(model.dataset, batch_size, self.chunks, self.size, self.rank)
 
     @contextlib.contextmanager
     def session(self):
@@ -192,12 +203,8 @@ class MpiPlan(LocalPlan):
         self._stop = False  # some rank was asked: every rank stops after this step
 
     def check(self, model, batch_size: int) -> None:
-        count = min(self.chunks, batch_size)
-        if count < self.size:
-            raise ValueError(f"{self.size} processes need at least {self.size} chunks per batch, but the "
-                             f"batch of {batch_size} is cut into {count} (chunks={self.chunks}): raise "
-                             "chunks (--chunks) to at least the process count, the same on every run "
-                             "that is to give the same bits")
+        ck.check_processes(self.size, batch_size, self.chunks)
+        super().check(model, batch_size)
         stateful = [key for key in model.params if key.endswith(("/mavg", "/mvar"))]
         if self.size > 1 and stateful:
             raise ValueError(f"batch normalization ({stateful[0]}) keeps moving statistics that each "
@@ -227,9 +234,9 @@ class MpiPlan(LocalPlan):
                 signal.signal(signal.SIGINT, previous)
 
     def _announce_ranks(self) -> None:
-        """Rank 0 prints which process is which rank: when a rank is killed, the launcher ends
-        the job at once (MPICH's kills the others with SIGKILL, so no rank can report it) and
-        names only the process id; this line turns that id into a rank."""
+        """Rank 0 prints which process is which rank. A rank killed under ``fastcnn train`` is
+        named by its parent (``rank_supervisor``); without one (a script that did not call
+        ``supervise()``) the launcher names only the process id, and this line turns it into a rank."""
         if self.size == 1:
             return
         where = self.comm.allgather((socket.gethostname(), os.getpid()))

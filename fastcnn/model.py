@@ -268,7 +268,8 @@ class CnnModel:
 
         Sets ``optimizer.lr = learning_rate`` (also for an optimizer object passed
         in); its other state carries over between calls. Every epoch shuffles the
-        training split and runs ``train_count // batch_size`` steps, then scores
+        training split and runs ``train_count // batch_size`` steps (with ``chunks > 1``: shard
+        by shard, ``fastcnn.shards``), then scores
         100 random validation samples. ``progress``: tqdm bar over the batches
         (None: only when stderr is a terminal).
 
@@ -312,7 +313,9 @@ class CnnModel:
         plan = distributed.plan_for(self)  # over MPI: rank 0 draws and prints
         with plan.quiet():
             rep.visualize_header(self.name)
-        xs, ys = self.dataset.get_validate_data(num)
+        xs, ys = self.dataset.get_validate_data(num)  # on every rank: the same random draw
+        if not plan.is_root:  # its shard may hold no validation rows; rank 0 shows them
+            return []
         maps = [] if self.show_maps else None
         output, _ = self.forward(xs, maps)
         est = self.mode.estimate(output)

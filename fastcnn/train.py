@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import report as rep
-from . import runtime
+from . import runtime, shards
 
 #: validation sample size per epoch (the seed's 100)
 VALIDATE_COUNT = 100
@@ -112,7 +112,9 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
 
     Applies the process policy first (``fastcnn.runtime.apply_policy``: once per process,
     nothing after ``runtime.set_policy(enabled=False)``). Each batch's step runs as the
-    model's plan says (``fastcnn.distributed.plan_for``: one process, or chunks over MPI ranks).
+    model's plan says (``fastcnn.distributed.plan_for``: one process, or chunks over MPI ranks);
+    the epoch's order is ``fastcnn.shards.epoch_order`` for the plan's chunk count (the classic
+    shuffle for one chunk, shard by shard for more: the same for any number of processes).
     """
     from .distributed import plan_for
 
@@ -127,7 +129,7 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
 def _train(model, plan, epoch_count, batch_size, learning_rate, report, progress) -> History:
     ds, name = model.dataset, model.name
     model.optimizer.lr = float(learning_rate)
-    batch_count = max(1, ds.train_count // batch_size)
+    batch_count = shards.batch_count(ds.train_count, batch_size, plan.chunks)
     history = History()
     rep.train_started(name)
     from tqdm.auto import tqdm  # here, not at import: it is a tenth of fastcnn's import time
@@ -138,7 +140,7 @@ def _train(model, plan, epoch_count, batch_size, learning_rate, report, progress
         bar = tqdm(total=batch_count, desc=f"{name} epoch {epoch}", leave=False,
                    disable=not _show_progress(progress), file=sys.stderr)
         try:
-            order = ds.shuffle_train_data()
+            order = shards.epoch_order(ds, batch_size, plan.chunks)  # one chunk: ds.shuffle_train_data()
             costs, accs = [], []
             for n in range(batch_count):
                 rows = order[n * batch_size : (n + 1) * batch_size]

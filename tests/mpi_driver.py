@@ -1,5 +1,6 @@
 """Run under ``mpiexec`` by tests/test_distributed.py: a small digits model trained over MPI
-from Python, with one fault injected on one rank at one step.
+from Python (each rank loading its shard, ``distributed.data_shard``), with one fault injected
+on one rank at one step.
 
     mpiexec -n 2 python tests/mpi_driver.py OUT.npz [FAULT RANK STEP] [--timeout S] [--epochs E]
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from fastcnn import CnnModel, distributed
 from fastcnn.datasets import DigitsDataset
+from fastcnn.rank_supervisor import supervise
 
 HCONFIGS = [["conv", {"ksize": 3, "chn": 4}], ["max", {"stride": 2}], 16]
 
@@ -53,6 +55,7 @@ def inject(model, fault: str, step: int) -> None:
 
 
 def main() -> int:
+    supervise()  # the rank runs as this process's child: a killed rank is named (rank_supervisor)
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("fault", nargs="?", default="none")
@@ -63,7 +66,9 @@ def main() -> int:
     parser.add_argument("--backend", default="numpy")
     args = parser.parse_args()
     comm = distributed.world()
-    model = CnnModel("digits", DigitsDataset(), None, HCONFIGS, seed=3, backend=args.backend, comm=comm)
+    shard = distributed.data_shard(comm, 2, 32)  # each rank keeps only the rows of its chunk
+    ds = distributed.load_together(comm, lambda: DigitsDataset(shard=shard))
+    model = CnnModel("digits", ds, None, HCONFIGS, seed=3, backend=args.backend, comm=comm, chunks=2)
     model.comm_timeout = args.timeout
     if comm.Get_rank() == args.rank:
         inject(model, args.fault, args.step)

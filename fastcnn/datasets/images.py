@@ -37,7 +37,7 @@ PROGRESS_MIN = 200
 #: how many file names a warning lists before "... and N more"
 NAMES_SHOWN = 10
 #: what ``np.load`` of a damaged .npz raises (truncated, garbage bytes, flipped bits)
-_CACHE_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, NotImplementedError)
+CACHE_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, NotImplementedError)
 
 
 def resolution_pair(resolution) -> tuple[int, int]:
@@ -142,8 +142,8 @@ def _read_cache(path: Path, count: int, resolution: tuple[int, int]) -> Decoded 
     try:
         with np.load(path, allow_pickle=False) as data:
             pixels, modes, errors = data["pixels"], data["modes"], data["errors"]
-        problem = _cache_problem(pixels, modes, errors, count, resolution)
-    except _CACHE_ERRORS as exc:
+        problem = cache_problem(pixels, modes, errors, count, resolution)
+    except CACHE_ERRORS as exc:
         problem = f"{type(exc).__name__}: {exc}"
     if problem is None:
         return Decoded(pixels, [str(m) for m in modes], [str(e) for e in errors], path)
@@ -152,7 +152,7 @@ def _read_cache(path: Path, count: int, resolution: tuple[int, int]) -> Decoded 
     return None
 
 
-def _cache_problem(pixels, modes, errors, count, resolution) -> str | None:
+def cache_problem(pixels, modes, errors, count, resolution) -> str | None:
     """What is wrong with the cached arrays, or None."""
     if modes.shape != (count,) or errors.shape != (count,):
         return f"{count} files but modes {modes.shape} and errors {errors.shape}"
@@ -248,26 +248,25 @@ class FolderImages:
     report: LoadReport
 
 
-def load_folders(root, folders: list[Path], resolution, name: str, *, cache_dir=None,
-                 use_cache: bool = True) -> FolderImages:
-    """Decode the images directly in each of ``folders`` (under ``root``), skipping what
-    cannot be read, and warn once with the ``LoadReport`` summary if anything was off.
-
-    A ValueError names ``root`` when no image at all is readable.
-    """
-    root = Path(root)
-    files, owner, report = [], [], LoadReport()
+def scan_folders(root: Path, folders: list[Path]) -> tuple[list[Path], list[int], list[str]]:
+    """``(files, owner, ignored)``: the candidate images directly in each of ``folders``
+    (``files[i]`` in ``folders[owner[i]]``) and the other files, relative to ``root``."""
+    files, owner, ignored = [], [], []
     for index, folder in enumerate(folders):
-        found, ignored = scan_folder(folder)
+        found, skipped = scan_folder(folder)
         files += found
         owner += [index] * len(found)
-        report.ignored += [p.relative_to(root).as_posix() for p in ignored]
-    if files:
-        decoded = load_images(root, files, resolution, name, cache_dir=cache_dir, use_cache=use_cache)
-    else:  # nothing to decode (or cache): the error below says what the folders hold
-        decoded = Decoded(np.empty((0, 1, 1, 3), np.uint8), [], [])
+        ignored += [p.relative_to(root).as_posix() for p in skipped]
+    return files, owner, ignored
+
+
+def summarize(root: Path, folders: list[Path], files: list[Path], owner: list[int], modes, errors,
+              ignored: list[str], name: str) -> tuple[list[int], np.ndarray, LoadReport]:
+    """``(kept, owner of kept, report)`` from each file's decode mode and error; warn once if
+    anything was off, and raise a ValueError naming ``root`` when nothing is readable."""
+    report = LoadReport(ignored=list(ignored))
     kept = []
-    for i, (path, mode, error) in enumerate(zip(files, decoded.modes, decoded.errors, strict=True)):
+    for i, (path, mode, error) in enumerate(zip(files, modes, errors, strict=True)):
         rel = path.relative_to(root).as_posix()
         if not mode:
             report.unreadable[rel] = error
@@ -275,8 +274,8 @@ def load_folders(root, folders: list[Path], resolution, name: str, *, cache_dir=
         kept.append(i)
         if mode != "RGB":
             report.converted.setdefault(mode, []).append(rel)
-    owner = np.asarray(owner, dtype=np.intp)[kept]
-    counts = np.bincount(owner, minlength=len(folders))
+    kept_owner = np.asarray(owner, dtype=np.intp)[kept]
+    counts = np.bincount(kept_owner, minlength=len(folders))
     report.empty_folders = [folders[i].relative_to(root).as_posix() for i in np.flatnonzero(counts == 0)]
     if not kept:
         kinds = ", ".join(sorted(IMAGE_SUFFIXES))
@@ -285,7 +284,24 @@ def load_folders(root, folders: list[Path], resolution, name: str, *, cache_dir=
         raise ValueError(f"image folder {root} holds no readable images ({kinds}): "
                          f"{report.summary()}{detail}")
     if not report.clean:
-        warnings.warn(f"{name} dataset {root}: {report.summary()} (details: .load_report)", stacklevel=3)
+        warnings.warn(f"{name} dataset {root}: {report.summary()} (details: .load_report)", stacklevel=5)
+    return kept, kept_owner, report
+
+
+def load_folders(root, folders: list[Path], resolution, name: str, *, cache_dir=None,
+                 use_cache: bool = True) -> FolderImages:
+    """Decode the images directly in each of ``folders`` (under ``root``), skipping what
+    cannot be read, and warn once with the ``LoadReport`` summary if anything was off.
+
+    A ValueError names ``root`` when no image at all is readable.
+    """
+    root = Path(root)
+    files, owner, ignored = scan_folders(root, folders)
+    if files:
+        decoded = load_images(root, files, resolution, name, cache_dir=cache_dir, use_cache=use_cache)
+    else:  # nothing to decode (or cache): the error below says what the folders hold
+        decoded = Decoded(np.empty((0, 1, 1, 3), np.uint8), [], [])
+    kept, owner, report = summarize(root, folders, files, owner, decoded.modes, decoded.errors, ignored, name)
     return FolderImages(decoded.pixels, owner, [files[i] for i in kept], decoded.cache_path, report)
 
 

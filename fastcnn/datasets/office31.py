@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import images
+from . import folder_rows, images
 from .base import ArrayDataset
 
 LAYOUT = "<path>/<domain>/images/<class>/*.jpg, e.g. office31/amazon/images/bike/frame_0001.jpg"
@@ -21,10 +21,12 @@ class Office31Dataset(ArrayDataset):
     non-images ignored, non-RGB converted, all listed in ``load_report`` and
     one warning. An empty class folder keeps its object class (and a domain
     its index), so labels depend only on the folder names.
+
+    ``shard``: read only its rows, as ``FlowersDataset`` does.
     """
 
     def __init__(self, path, resolution=(96, 96), *, normalize: bool = True, cache_dir=None,
-                 use_cache: bool = True, split=(0.8, 0.05), seed: int = 1234):
+                 use_cache: bool = True, split=(0.8, 0.05), seed: int = 1234, shard=None):
         root = images.require_folder(path, LAYOUT)
         domain_dirs = images.subfolders(root)
         if not domain_dirs:
@@ -48,14 +50,16 @@ class Office31Dataset(ArrayDataset):
                 folders.append(folder)
                 dom_idx.append(d)
                 obj_idx.append(objects.index(folder.name))
-        loaded = images.load_folders(root, folders, resolution, "office31", cache_dir=cache_dir,
-                                     use_cache=use_cache)
+        loaded = folder_rows.open_folders(root, folders, resolution, "office31", cache_dir=cache_dir,
+                                          use_cache=use_cache, whole=shard is None)
         one_hot_domain = np.eye(len(domains), dtype=np.float32)[np.take(dom_idx, loaded.owner)]
         one_hot_object = np.eye(len(objects), dtype=np.float32)[np.take(obj_idx, loaded.owner)]
         ys = np.concatenate([one_hot_domain, one_hot_object], axis=1)
-        super().__init__("office31", images.to_inputs(loaded.pixels, normalize), ys, "dual_select",
-                         (domains, objects), split=split, seed=seed)
+        self._setup("office31", "dual_select", (domains, objects), seed)
+        self._hold_split(len(loaded.files), split, shard,
+                         lambda part, rows: (images.to_inputs(loaded.read(rows), normalize), ys[rows]))
         self.path = root
         self.files = loaded.files
+        self.read_files = loaded.read_files
         self.cache_path = loaded.cache_path
         self.load_report = loaded.report
