@@ -177,13 +177,16 @@ def test_sharded_mnist_reads_only_its_rows_and_matches_the_whole_load(tmp_path, 
     whole = MnistDataset(tmp_path, valid_count=6)
     read = []
     real = mnist.read_idx_rows
-    monkeypatch.setattr(mnist, "read_idx_rows", lambda *a: read.append(len(a[-1])) or real(*a))
+    monkeypatch.setattr(mnist, "read_idx_rows", lambda *a: read.append(len(a[-1])) or rows.append(a[-1])
+                        or real(*a))
     for r, shard in enumerate(ranks_of(2)):
         read.clear()
+        rows = []
         ds = MnistDataset(tmp_path, valid_count=6, shard=shard)
         lo, hi = shard.train_range(64)
         assert (ds.train_count, ds.train_offset, len(ds.tr_xs)) == (64, lo, hi - lo) == (64, 32 * r, 32)
         assert np.array_equal(ds.tr_xs, whole.tr_xs[lo:hi]) and np.array_equal(ds.tr_ys, whole.tr_ys[lo:hi])
+        assert np.all(np.diff(rows[0]) > 0)  # in file order: the shard is one stretch of the file
         if r == 0:
             assert read == [32, 6, 12]  # its training rows, then validation and test
             assert np.array_equal(ds.va_xs, whole.va_xs) and np.array_equal(ds.te_xs, whole.te_xs)

@@ -197,6 +197,7 @@ class MnistDataset(ArrayDataset):
             tr, va, te = tr[: int(limit)], va[: int(limit)], np.arange(min(int(limit), te_shape[0]))
         else:
             te = np.arange(te_shape[0])
+        tr = np.sort(tr)  # in file order: a shard (a range of training rows) is one stretch of the file
         scale = np.float32(1 / 255) if normalize else np.float32(1)
         eye = np.eye(10, dtype=np.float32)
 
