@@ -17,6 +17,7 @@ only fastcnn's rows are printed.
 Usage::
 
     python benchmarks/peer_ab.py [--rounds 6 --steps 30 --workloads simpleconvnet,flowers10]
+    python benchmarks/peer_ab.py --aot --no-torch   # the numba JIT against the numba-aot build
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ WORKLOADS = {
     "office31": ("office31", (96, 96, 3), 32, 34, "office31"),
 }
 TORCH_LAYOUTS = ("nchw", "channels_last")
+LABELS = {"fastcnn": "fastcnn (numba)", "fastcnn-aot": "fastcnn (numba-aot)"}
 
 CHILD = textwrap.dedent(
     """
@@ -48,8 +50,9 @@ CHILD = textwrap.dedent(
     variant, preset, h, w, c, mb, classes, builder, warmup, steps, threads = sys.argv[2:13]
     h, w, c, mb, classes, warmup, steps, threads = map(int, (h, w, c, mb, classes, warmup, steps, threads))
     import numpy as np
+    BACKENDS = {"fastcnn": "numba", "fastcnn-aot": "numba-aot"}
     times = []
-    if variant == "fastcnn":
+    if variant.startswith("fastcnn"):
         from fastcnn import CnnModel, runtime
         from fastcnn.datasets.base import ArrayDataset
         from fastcnn.zoo import get_preset
@@ -63,7 +66,7 @@ CHILD = textwrap.dedent(
             ys = np.concatenate([np.eye(3, dtype=np.float32)[rng.integers(0, 3, mb)],
                                  np.eye(31, dtype=np.float32)[rng.integers(0, 31, mb)]], axis=1)
         ds = ArrayDataset("s", xs, ys, mode, [str(i) for i in range(classes)], split=(1.0, 0.0))
-        model = CnnModel("s", ds, None, get_preset(preset), backend="numba", seed=1)
+        model = CnnModel("s", ds, None, get_preset(preset), backend=BACKENDS[variant], seed=1)
         def step():
             _, _, grads = model.compute_step(xs, ys, reuse_grads=True)
             model.optimizer.update(model.params, grads)
@@ -103,6 +106,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--aot", action="store_true",
+                        help="also time the numba-aot backend (the kernels compiled ahead of time)")
+    parser.add_argument("--no-torch", action="store_true", help="time fastcnn only")
     parser.add_argument("--workloads", default="simpleconvnet,flowers10",
                         help=f"comma-separated, from: {', '.join(WORKLOADS)}")
     args = parser.parse_args(argv)
@@ -110,7 +116,8 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; valid: {', '.join(WORKLOADS)}")
-    variants = ["fastcnn"] + (list(TORCH_LAYOUTS) if torch_available() else [])
+    torch_layouts = list(TORCH_LAYOUTS) if not args.no_torch and torch_available() else []
+    variants = ["fastcnn"] + (["fastcnn-aot"] if args.aot else []) + torch_layouts
     print(cpu_description())
     print(f"{args.rounds} rounds x {args.steps} steps, {args.threads} threads, "
           "fresh process per round and variant")
@@ -127,9 +134,12 @@ def main(argv=None) -> int:
         stats = {v: (min(t) * 1e3, statistics.median(t) * 1e3) for v, t in times.items()}
         print(f"\n{name} (batch {mb}, {h}x{w}x{c}): min / median ms per step")
         for v, (lo, med) in stats.items():
-            label = "fastcnn (numba)" if v == "fastcnn" else f"PyTorch {v}"
+            label = LABELS.get(v, f"PyTorch {v}")
             print(f"  {label:24s} {lo:8.2f} {med:8.2f}")
-        if len(variants) > 1:
+        if args.aot:
+            print(f"  numba-aot / numba: {stats['fastcnn-aot'][0] / stats['fastcnn'][0]:.2f} on the min, "
+                  f"{stats['fastcnn-aot'][1] / stats['fastcnn'][1]:.2f} on the median")
+        if torch_layouts:
             best = min(TORCH_LAYOUTS, key=lambda v: stats[v][0])
             lo, med = stats["fastcnn"]
             print(f"  faster PyTorch layout: {best}; fastcnn is {stats[best][0] / lo:.2f}x faster "
