@@ -319,3 +319,11 @@ def test_unwritable_cache_warns_and_loads(tmp_path):
     with pytest.warns(UserWarning, match="cannot write image cache"):
         ds = FlowersDataset(root, resolution=8, cache_dir=blocker)
     assert ds.output_count == 3
+
+
+def test_a_split_of_all_training_leaves_the_validation_split_empty():
+    """``split=(1.0, 0.0)`` (benchmarks on synthetic data) keeps every sample for training."""
+    xs = np.zeros((7, 2, 2, 1), np.float32)
+    ys = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0, 1, 0]]
+    ds = ArrayDataset("s", xs, ys, "select", ["a", "b"], split=(1.0, 0.0))
+    assert (ds.train_count, len(ds.va_xs), len(ds.te_xs)) == (7, 0, 0)

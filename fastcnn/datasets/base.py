@@ -79,15 +79,17 @@ class ArrayDataset:
         tr, va, te = np.split(order, [n_train, n_train + n_valid])
         if len(te) == 0:
             te = va
-        self._hold(shard, {"train": tr, "validation": va, "test": te}, load)
+        # a split of (1.0, 0.0) leaves the validation split empty: allowed here, as it always was
+        self._hold(shard, {"train": tr, "validation": va, "test": te}, load, empty_ok=True)
 
-    def _hold(self, shard, rows: dict, load) -> None:
+    def _hold(self, shard, rows: dict, load, empty_ok: bool = False) -> None:
         """Load the rows of each split that ``shard`` holds (all of them without one).
 
         ``rows``: split name -> the source rows of its samples, in order; ``load(split, rows)``
         returns ``(xs, ys)`` for some of them. A shard holds the training indices of its
         shards (``Shard.train_range``) and, with ``evaluation``, the validation and test splits;
-        the other splits hold zero rows.
+        the other splits hold zero rows. ``empty_ok``: the validation and test splits may be
+        empty even with the evaluation.
         """
         counts = {part: len(r) for part, r in rows.items()}
         lo, hi = (0, counts["train"]) if shard is None else shard.train_range(counts["train"])
@@ -95,7 +97,7 @@ class ArrayDataset:
         held = {part: r[lo:hi] if part == "train" else (r if evaluation else r[:0])
                 for part, r in rows.items()}
         parts = {part: load(part, r) for part, r in held.items()}
-        self._set_splits(parts["train"], parts["validation"], parts["test"], empty_ok=not evaluation)
+        self._set_splits(parts["train"], parts["validation"], parts["test"], empty_ok=empty_ok or not evaluation)
         self.shard = shard
         self.train_offset = lo
         self.split_counts = counts
