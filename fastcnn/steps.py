@@ -5,7 +5,11 @@ A step is one layer (``LayerStep``) or, where the backend has fused kernels
 pooling layer right after it (``ConvPoolStep``): conv, bias, the conv's
 activation and the pooling run in one parallel pass per image, forward and
 backward, so the conv-sized activation and its gradient never go through
-memory. Both give the same bits. ``plan_steps`` chooses them from the layers
+memory. A dropout or noise layer right after such a pair (the pooling without an
+activation of its own) joins the step: its numbers are drawn and applied as the
+pooled output is written, and dropout's backward runs where the fused backward reads
+the pooled gradient. Both give the same bits (the same draws from the model's
+generator, at the same point). ``plan_steps`` chooses them from the layers
 and what the backend offers (a composite layer, ``fastcnn.layers.composite``, is one
 ``LayerStep``; only adjacent top-level leaf layers fuse). Training (``CnnModel.compute_step``) runs the
 steps; drawing feature maps runs the layers one by one, since it needs every
@@ -16,14 +20,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels.masks import DROPOUT
 from .layers.base import PRE_ACTIVATION
 from .layers.conv import Conv2D
 from .layers.pool import AvgPool, MaxPool
+from .layers.regularization import Dropout, Noise
 
 #: pooling layer class -> the ``pool`` argument of the fused kernels
 _POOLS = {MaxPool: "max", AvgPool: "avg"}
-#: dtype of the fused kernels' ``code`` (a dtype object: the workspace's fast lookup key)
+#: dtype of the fused kernels' ``code`` and dropout mask (a dtype object: the workspace's fast lookup key)
 _CODE = np.dtype(np.uint8)
+#: the layers a fused conv + pooling step applies to its pooled output (``masks.Draw``)
+_DRAWS = (Dropout, Noise)
 
 
 class LayerStep:
@@ -55,41 +63,56 @@ class ConvPoolStep:
     uint8 ``code`` (``<conv>/pool_code``: the max's choice and the activation's mask), not the
     conv output; backward writes the conv's input gradient (``<conv>/g_x``). The pooling
     layer's own activation (none by default) runs after the pooling, as in ``LayerStep``.
+
+    ``after``: a dropout or noise layer that follows the pooling (which then has no activation),
+    run inside the same kernels: its ``draw()`` (the generator's draws, at the point its own
+    forward would make them) goes to the forward, which applies it to the pooled output as it
+    writes it (dropout's uint8 mask: ``<dropout>/mask``); the backward takes dropout's mask and
+    applies its backward to the incoming gradient first. Noise's backward is the identity.
     """
 
-    def __init__(self, conv: Conv2D, pool, ops):
-        self.layers = (conv, pool)
-        self._conv, self._pool, self._ops = conv, pool, ops
+    def __init__(self, conv: Conv2D, pool, ops, after=None):
+        self.layers = (conv, pool) if after is None else (conv, pool, after)
+        self._conv, self._pool, self._ops, self._after = conv, pool, ops, after
         self._kind = _POOLS[type(pool)]
         self._act = conv.spec.actfunc
         self._keys = {name: f"{conv.key}/{name}" for name in conv.params}
         self._code_name = f"{conv.key}/pool_code"
+        self._mask_name = None if after is None else f"{after.key}/mask"
 
     def __repr__(self) -> str:
-        return f"ConvPoolStep({self._conv.key}, {self._pool.key})"
+        return f"ConvPoolStep({', '.join(layer.key for layer in self.layers)})"
 
     def forward(self, x: np.ndarray, workspace=None):
         conv, pool, ops = self._conv, self._pool, self._ops
         mb = x.shape[0]
         act = self._act
-        code = None
+        code = mask = None
         if workspace is not None:
             shape = ops.conv_pool_code_shape(mb, conv.output_shape[2], conv.geo, act, self._kind, pool.geo)
             code = workspace.get(self._code_name, shape, _CODE)
+        draw = None if self._after is None else self._after.draw()
+        if draw is not None and draw.mode == DROPOUT:
+            shape = (mb, *pool.output_shape)
+            mask = np.empty(shape, _CODE) if workspace is None else workspace.get(self._mask_name, shape,
+                                                                                   _CODE)
         pooled, code = ops.conv_pool_forward(
             x, conv.params["k"], conv.params["b"], conv.geo, act, self._kind, pool.geo,
             out=pool.buffer(workspace, PRE_ACTIVATION, (mb, *pool.output_shape)), code=code,
+            draw=draw, mask=mask,
         )
         y = pool.activate(pooled, workspace)
-        return y, (x, code, y)
+        return y, (x, code, y, mask)
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool, workspace=None):
         conv, pool = self._conv, self._pool
-        x, code, y = aux
+        x, code, y, mask = aux
         g_pooled = pool.grad_activation(g_y, y, workspace)
+        keep = 1.0 if mask is None else self._after.keep_prob
         g_x, g_k, g_b = self._ops.conv_pool_backward(
             g_pooled, code, x, conv.params["k"], conv.geo, self._act, self._kind, pool.geo,
             bool(input_grad), out=conv.buffer(workspace, "g_x", x.shape) if input_grad else None,
+            mask=mask, keep=keep,
         )
         return g_x, {self._keys["k"]: g_k, self._keys["b"]: g_b}
 
@@ -106,16 +129,26 @@ def fusable(conv, pool, ops) -> bool:
                                       conv.input_shape[2]))
 
 
-def plan_steps(layers: list, ops, *, fuse: bool = True) -> list:
+def absorbs(pool, layer) -> bool:
+    """True if ``layer``, right after the fused ``pool``, can run inside its ``ConvPoolStep``: a
+    dropout or noise layer, and the pooling has no activation of its own (the draws would come
+    before it)."""
+    return type(layer) in _DRAWS and pool.spec.actfunc == "none"
+
+
+def plan_steps(layers: list, ops, *, fuse: bool = True, masks: bool = True) -> list:
     """The steps that run ``layers`` on the backend ``ops``: a ``ConvPoolStep`` for every conv
     layer followed by a pooling layer the backend fuses with it (unless ``fuse`` is False),
-    a ``LayerStep`` for every other layer."""
+    taking in the dropout or noise layer right after them (``absorbs``; unless ``masks`` is
+    False), a ``LayerStep`` for every other layer."""
     steps: list = []
     i = 0
     while i < len(layers):
         if fuse and i + 1 < len(layers) and fusable(layers[i], layers[i + 1], ops):
-            steps.append(ConvPoolStep(layers[i], layers[i + 1], ops))
-            i += 2
+            after = layers[i + 2] if i + 2 < len(layers) else None
+            after = after if masks and after is not None and absorbs(layers[i + 1], after) else None
+            steps.append(ConvPoolStep(layers[i], layers[i + 1], ops, after))
+            i += 2 if after is None else 3
         else:
             steps.append(LayerStep(layers[i]))
             i += 1

@@ -81,3 +81,24 @@ def test_the_same_bits_on_one_and_two_threads(backend):
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="'cuda'.*valid: numba, numba-aot, numpy"):
         masks.bind_masks("cuda")
+
+
+def test_span_helpers_give_any_piece_of_a_call_the_whole_calls_numbers():
+    """numba_random's span helpers (shared with the fused conv + pooling kernels): a piece whose
+    first counter is ``lo`` gets the whole call's numbers, also when it starts or ends inside a
+    Box-Muller pair; mode 0 leaves the values as they are."""
+    from fastcnn.kernels import numba_random as nr
+
+    x = np.random.default_rng(3).standard_normal(101).astype(np.float32)
+    noisy = nr.add_noise(x, KEY, 0.1, 0.7)
+    dropped, mask = nr.dropout_forward(x, KEY, 0.4)
+    for lo, hi in [(0, 1), (1, 2), (1, 4), (3, 50), (50, 101), (100, 101)]:
+        piece = x[lo:hi].copy()
+        nr._apply_draw(piece, lo, masks.NOISE, KEY, 0.1, 0.7, np.empty(0, np.uint8))
+        assert piece.tobytes() == noisy[lo:hi].tobytes(), (lo, hi)
+        piece, piece_mask = x[lo:hi].copy(), np.empty(hi - lo, np.uint8)
+        nr._apply_draw(piece, lo, masks.DROPOUT, KEY, 0.4, 1 / 0.4, piece_mask)
+        assert piece.tobytes() == dropped[lo:hi].tobytes() and piece_mask.tobytes() == mask[lo:hi].tobytes()
+    piece = x.copy()
+    nr._apply_draw(piece, 0, masks.NO_MASK, KEY, 0.4, 2.5, np.empty(0, np.uint8))
+    assert piece.tobytes() == x.tobytes()

@@ -36,26 +36,32 @@ BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 #: array of n dimensions (all of one call share a dtype: float32 or float64), "D<n>" a
 #: C-contiguous float64 array whatever that dtype (batch norm's statistics), "I1" a
 #: C-contiguous int64 vector, "U<n>" a C-contiguous uint8 array of n dimensions (the
-#: fused kernels' ``code``), "i" an int, "f" a float, "b" a bool; results "void",
+#: fused kernels' ``code``), "i" an int, "f" a float, "b" a bool, "n" the batch index of the
+#: call's first item (an int: a cut call's piece gets its own first index); results "void",
 #: "F1" or "I1". Kernels without float arrays are built once. ``split`` says how a
 #: call is cut into pieces for several threads: (index of the argument whose first
 #: axis is the batch, indices of every argument cut along its first axis), the cut
 #: arguments having a whole number of rows per batch item (e.g. the im2col matrix:
 #: yh*yw rows per image); None: the kernel runs whole. Every such kernel treats its
-#: batch items (images, or elements) independently, so results do not depend on the cut.
+#: batch items (images, or elements) independently, so results do not depend on the cut
+#: (the fused forward's dropout and noise count their elements from "n", so their numbers
+#: do not either).
 _CONV_BWD = (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b", "b"), "void", (1, (0, 1, 7, 8, 9)))
-#: the fused backwards: g_p, code, x, weights, kh, kw, pt, pl, yh, yw, relu, avg, pool window and
-#: stride, g_x, gk_part, gb_part, input_grad, wide
-_CONV_POOL_BWD = (("F4", "U4", "F4", "F2") + ("i",) * 6 + ("b", "b") + ("i",) * 4
-                  + ("F4", "F3", "F2", "b", "b"), "void", (2, (0, 1, 2, 16, 17, 18)))
+#: the fused backwards: g_p, code, dropout (drop, mask, scale), x, weights, kh, kw, pt, pl, yh, yw,
+#: relu, avg, pool window and stride, g_x, gk_part, gb_part, input_grad, wide
+_CONV_POOL_BWD = (("F4", "U4", "b", "U4", "f", "F4", "F2") + ("i",) * 6 + ("b", "b") + ("i",) * 4
+                  + ("F4", "F3", "F2", "b", "b"), "void", (5, (0, 1, 3, 5, 19, 20, 21)))
+#: the fused forward: x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, avg, pool window and
+#: stride, y, code, the draw (mode, key, first image, p1, p2, mask)
+_CONV_POOL_FWD = (("F4", "I1", "F2", "F1") + ("i",) * 6 + ("b",) * 4 + ("i",) * 4 + ("F4", "U4")
+                  + ("i", "i", "n", "f", "f", "U4"), "void", (0, (0, 18, 19, 25)))
 KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | None]] = {
     "_tap_offsets": (("i", "i", "i", "i", "i"), "I1", None),
     "_conv_fwd": (("F4", "F2", "F1", "i", "i", "i", "i", "F4"), "void", (0, (0, 7))),
     "_conv_fwd_blocked": (("F4", "I1", "F2", "F1", "i", "i", "i", "i", "F4", "b"), "void", (0, (0, 8))),
     "_conv_bwd": _CONV_BWD,
     "_conv_bwd_c1": _CONV_BWD,
-    "_conv_pool_fwd": (("F4", "I1", "F2", "F1") + ("i",) * 6 + ("b",) * 4 + ("i",) * 4 + ("F4", "U4"), "void",
-                       (0, (0, 18, 19))),
+    "_conv_pool_fwd": _CONV_POOL_FWD,
     "_conv_pool_bwd": _CONV_POOL_BWD,
     "_conv_pool_bwd_c1": _CONV_POOL_BWD,
     "_sum_batch": (("F2",), "F1", None),
@@ -87,7 +93,7 @@ MIN_SPLIT_BYTES = 128 * 1024
 
 #: numba type code of each float dtype the kernels are built for
 FLOAT_CODES = {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8"}
-_SCALAR_CODES = {"i": "i8", "f": "f8", "b": "b1"}
+_SCALAR_CODES = {"i": "i8", "n": "i8", "f": "f8", "b": "b1"}
 #: dtype of the non-float array kinds
 _INT_KINDS = {"I": np.dtype(np.int64), "U": np.dtype(np.uint8), "D": np.dtype(np.float64)}
 
@@ -184,7 +190,8 @@ class CheckedKernel:
                                 f"not a multiple of the batch ({batch})")
             rows[i] = args[i].shape[0] // batch
         bounds = [batch * t // threads for t in range(threads + 1)]
-        return [tuple(arg[lo * rows[i] : hi * rows[i]] if i in rows else arg for i, arg in enumerate(args))
+        return [tuple(arg[lo * rows[i] : hi * rows[i]] if i in rows else arg + lo if kind == "n" else arg
+                      for i, (kind, arg) in enumerate(zip(self.kinds, args, strict=True)))
                 for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 

@@ -14,6 +14,10 @@ cast to the data's dtype::
     add_noise(x, key, mean, std) -> x + mean + std * z    z ~ N(0, 1): Box-Muller on the
                                                  uniform pairs (2j, 2j+1): cos for 2j, sin for 2j+1
 
+A kernel that writes an output can also apply a call's numbers as it writes it (the fused
+conv + pooling kernels, ``fastcnn.steps``): ``Draw`` holds what it needs, the same numbers as
+the functions above for element ``i`` of the output.
+
 ``bind_masks(backend)`` returns them for a backend (``MASK_BACKENDS``): NumPy here for numpy,
 better and adhoc; ``numba_random``'s kernels for ``numba`` and, built ahead of time, for
 ``numba-aot`` (``aot_random``), both through ``KernelMasks``, so the two give the same bits.
@@ -28,6 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+#: a compiled kernel's mask mode (``Draw.mode``): nothing, dropout, noise
+NO_MASK, DROPOUT, NOISE = 0, 1, 2
 
 #: the functions every module in MASK_BACKENDS defines
 MASK_FUNCTIONS = ("dropout_forward", "dropout_backward", "add_noise")
@@ -112,6 +119,30 @@ class KernelMasks:
         y = np.empty_like(x)
         self._noise(x.reshape(-1), int(key), float(mean), float(std), y.reshape(-1))
         return y
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One call's random numbers for a kernel that applies them as it writes its output (element
+    ``i`` of the output gets the numbers of element ``i`` of ``dropout_forward`` / ``add_noise``):
+    ``mode`` (``DROPOUT`` or ``NOISE``), ``key``, and ``(keep, 1 / keep)`` or ``(mean, std)``."""
+
+    mode: int
+    key: int
+    p1: float
+    p2: float
+
+    @classmethod
+    def dropout(cls, key: int, keep: float) -> Draw:
+        return cls(DROPOUT, int(key), float(keep), 1.0 / float(keep))
+
+    @classmethod
+    def noise(cls, key: int, mean: float, std: float) -> Draw:
+        return cls(NOISE, int(key), float(mean), float(std))
+
+
+#: the kernel arguments of "no numbers" (mode, key, p1, p2)
+NO_DRAW = Draw(NO_MASK, 0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)

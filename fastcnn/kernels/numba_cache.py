@@ -28,6 +28,7 @@ KERNEL_SOURCES = (
     "numba_pool.py",
     "numba_elementwise.py",
     "numba_fused.py",
+    "numba_random.py",
 )
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

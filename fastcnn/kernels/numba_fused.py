@@ -16,6 +16,16 @@ every result equals the unfused chain (conv, ReLU, pooling; then their
 backwards) bit for bit: the same functions in the same order, pooling and the
 ReLU with the unfused kernels' expressions.
 
+A dropout or noise layer right after the pooling (``steps.ConvPoolStep(after=...)``) runs in
+the same pass: the forward takes its draw as plain arguments (``mode``, ``key``, ``n0``,
+``p1``, ``p2``: ``masks.Draw``; mode 0 draws nothing, so every case is one specialisation)
+and applies it to each image's pooled output right after writing it, still in cache, with
+numba_random's span helpers, the counter being the element's flat index in the whole
+``[mb, pyh, pyw, yc]`` output (``n0``: the batch index of ``x[0]``, non-zero only in a
+numba-aot piece); dropout's uint8 mask goes to ``mask``. The backward applies dropout's
+backward (``drop``, ``mask``, ``scale``) to each image's pooled gradient before
+``_pool_grad`` reads it; noise's is the identity. The same bits as the layers one by one.
+
 ``code`` (uint8, NHWC like the arrays it goes with):
 
 - max pooling: ``[mb, pyh, pyw, yc]``, per pooled element the window element
@@ -36,6 +46,7 @@ from .numba_cache import share_cache_stamp
 from .numba_conv_bwd import _bwd_c1_image, _bwd_image, _bwd_offsets, _c1_offsets
 from .numba_conv_fwd import _conv_image
 from .numba_pool import _tap_argmax
+from .numba_random import _apply_draw, _kept_grad
 from .numba_simd import ZERO, _from_frame, _to_planar
 
 share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
@@ -226,27 +237,44 @@ def _relu_mask(g, mask, out):
 
 @njit(parallel=True, cache=True)
 def _conv_pool_fwd(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, avg, pkh, pkw, psh, psw,
-                   y, code):
+                   y, code, mode, key, n0, p1, p2, mask):
     """y[n] = pool(act(conv(x[n]) + b)), conv stride 1 to [yh, yw] (offs / wt / b / blocked / five:
     see numba_conv_fwd._conv_image), act ReLU if ``relu`` else none, pool avg if ``avg`` else max,
-    window pkh x pkw, stride psh x psw; code: see the module docstring."""
+    window pkh x pkw, stride psh x psw; code: see the module docstring. Then, as each image's y
+    is written, a dropout or noise layer's draw (``mode``, ``key``, ``p1``, ``p2``: masks.Draw;
+    dropout's mask [mb, pyh, pyw, yc] into ``mask``) with y's flat index as the counter, x[0]
+    being image ``n0`` of the whole batch (numba_random._apply_draw)."""
     mb = x.shape[0]
     ycp = wt.shape[1]
     _, pyh, pyw, yc = y.shape
     hp = yh + kh - 1
     wp = yw + kw - 1
+    per = pyh * pyw * yc
     for n in prange(mb):
         out = np.empty((ycp, yh * wp), y.dtype)
         i = np.int64(n)
         _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five)
         _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, i, code[i])
+        _apply_draw(y[i].reshape(-1), (n0 + i) * per, mode, key, p1, p2, mask[i].reshape(-1))
+
+
+@njit(cache=True)
+def _pooled_grad(g_p, n, drop, mask, scale):
+    """(array, index) of image n's pooled gradient: g_p itself, or with ``drop`` dropout's backward
+    of it (g * scale where mask, else 0: numba_random._kept_grad) in a scratch image."""
+    if not drop:
+        return g_p, n
+    gm = np.empty((1,) + g_p.shape[1:], g_p.dtype)
+    _kept_grad(g_p[n].reshape(-1), mask[n].reshape(-1), scale, gm.reshape(-1))
+    return gm, np.int64(0)
 
 
 @njit(parallel=True, cache=True)
-def _conv_pool_bwd(g_p, code, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw, psh, psw,
-                   g_x, gk_part, gb_part, input_grad, wide):
+def _conv_pool_bwd(g_p, code, drop, mask, scale, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw, psh,
+                   psw, g_x, gk_part, gb_part, input_grad, wide):
     """The backward of _conv_pool_fwd, several input channels: numba_conv_bwd._conv_bwd with its
-    g_y frame made from the pooled gradient g_p [mb, pyh, pyw, yc] and ``code``."""
+    g_y frame made from the pooled gradient g_p [mb, pyh, pyw, yc] (with ``drop``: through the
+    dropout's ``mask`` and ``scale`` first) and ``code``."""
     mb, _, _, xc = x.shape
     yc = g_p.shape[3]
     wp = yw + kw - 1
@@ -254,21 +282,24 @@ def _conv_pool_bwd(g_p, code, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh
     for n in prange(mb):
         gw = np.empty((yc, yh, wp), x.dtype)
         i = np.int64(n)
-        _pool_grad(g_p, i, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
+        g_n, at = _pooled_grad(g_p, i, drop, mask, scale)
+        _pool_grad(g_n, at, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
         _bwd_image(x, i, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
                    wide)
 
 
 @njit(parallel=True, cache=True)
-def _conv_pool_bwd_c1(g_p, code, x, wtap, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw, psh, psw,
-                      g_x, gk_part, gb_part, input_grad, wide):
+def _conv_pool_bwd_c1(g_p, code, drop, mask, scale, x, wtap, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw,
+                      psh, psw, g_x, gk_part, gb_part, input_grad, wide):
     """The backward of _conv_pool_fwd, one input channel: numba_conv_bwd._conv_bwd_c1 with its
-    g_y frame made from the pooled gradient g_p [mb, pyh, pyw, yc] and ``code``."""
+    g_y frame made from the pooled gradient g_p [mb, pyh, pyw, yc] (with ``drop``: through the
+    dropout's ``mask`` and ``scale`` first) and ``code``."""
     mb = x.shape[0]
     ycp, ntap5 = wtap.shape
     offs = _c1_offsets(kh, kw, ntap5, yh, yw)
     for n in prange(mb):
         gw = np.empty((ycp, yh, yw), x.dtype)
         i = np.int64(n)
-        _pool_grad(g_p, i, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
+        g_n, at = _pooled_grad(g_p, i, drop, mask, scale)
+        _pool_grad(g_n, at, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
         _bwd_c1_image(x, i, gw, wtap, kh, kw, pt, pl, offs, g_x, gk_part[n], gb_part[n], input_grad, wide)

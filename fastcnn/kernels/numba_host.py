@@ -22,6 +22,7 @@ import numpy as np
 
 from ..runtime import single_threaded_blas
 from . import blocked_matmul
+from .masks import DROPOUT, NO_DRAW, Draw
 from .shapes import ConvGeometry, PoolGeometry
 
 #: a stride-1 conv goes through im2col + sgemm (``gemm_conv``) when its output map has at
@@ -53,6 +54,21 @@ def _unused_g_x(x) -> np.ndarray:
     """The ``g_x`` argument of a backward kernel told not to write it: one value per image,
     so a call cut along the batch (numba-aot) cuts it like the real one."""
     return np.empty((x.shape[0], 1, 1, 1), x.dtype)
+
+
+def _no_mask(mb: int) -> np.ndarray:
+    """The fused kernels' ``mask`` argument when no dropout runs in them: one byte per image, so a
+    call cut along the batch (numba-aot) cuts it like a real one."""
+    return np.zeros((mb, 1, 1, 1), np.uint8)
+
+
+def _check_mask(mask, shape) -> None:
+    """A dropout mask the fused kernels read or write: uint8, C-contiguous, the pooled output's shape."""
+    if not (isinstance(mask, np.ndarray) and mask.dtype == np.uint8 and mask.shape == tuple(shape)
+            and mask.flags.c_contiguous):
+        got = f"{mask.dtype} {mask.shape}" if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise ValueError(f"a fused dropout needs mask: a C-contiguous uint8 array of shape {tuple(shape)}, "
+                         f"got {got}")
 
 
 def _elementwise_out(out, like: np.ndarray) -> np.ndarray:
@@ -309,37 +325,54 @@ class NumbaHost:
 
     def conv_pool_forward(self, x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry, act: str,
                           pool: str, pool_geo: PoolGeometry, out: np.ndarray | None = None,
-                          code: np.ndarray | None = None):
+                          code: np.ndarray | None = None, draw: Draw | None = None,
+                          mask: np.ndarray | None = None):
         """x [mb, xh, xw, xchn] -> ``(y, code)``: y [mb, pyh, pyw, ychn] (or ``out``) = ``pool`` ('max'
         or 'avg', ``pool_geo``) of ``act`` ('relu' or 'none') of conv2d_forward(x, k, b, geo), one pass
         per image, the bits of the three; ``code`` (new, or the array given, conv_pool_code_shape)
-        is what conv_pool_backward needs. The cases served: conv_pool_fusable."""
+        is what conv_pool_backward needs. The cases served: conv_pool_fusable.
+
+        ``draw`` (``masks.Draw``, or None): a dropout or noise layer right after the pooling, applied
+        to y as it is written, the bits of ``masks``' dropout_forward / add_noise on y; dropout's
+        uint8 mask goes to ``mask`` (required then: C-contiguous, y's shape)."""
         blocked, five, offs, wt, bias = self._forward_weights(k, b, geo)
         offs = self._tap_offsets(k, geo) if offs is None else offs
         mb, yc = x.shape[0], k.shape[3]
         y = _output(out, (mb, pool_geo.yh, pool_geo.yw, yc), x.dtype)
         if code is None:
             code = np.empty(self.conv_pool_code_shape(mb, yc, geo, act, pool, pool_geo), np.uint8)
+        draw = NO_DRAW if draw is None else draw
+        if draw.mode == DROPOUT:
+            _check_mask(mask, y.shape)
+        else:
+            mask = _no_mask(mb)
         self.k._conv_pool_fwd(x, offs, wt, bias, k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh,
-                              geo.yw, blocked, five, *self._pooling(act, pool, pool_geo), y, code)
+                              geo.yw, blocked, five, *self._pooling(act, pool, pool_geo), y, code,
+                              draw.mode, draw.key, 0, draw.p1, draw.p2, mask)
         return y, code
 
     def conv_pool_backward(self, g_y: np.ndarray, code: np.ndarray, x: np.ndarray, k: np.ndarray,
                            geo: ConvGeometry, act: str, pool: str, pool_geo: PoolGeometry,
-                           input_grad: bool = True, out: np.ndarray | None = None):
+                           input_grad: bool = True, out: np.ndarray | None = None,
+                           mask: np.ndarray | None = None, keep: float = 1.0):
         """g_y [mb, pyh, pyw, ychn] of conv_pool_forward's y, and its ``code`` -> (g_x like x or None
         without input_grad, g_k, g_b): conv2d_backward after the pooling's and the activation's
-        backward, the same bits; ``out`` receives g_x."""
+        backward, the same bits; ``out`` receives g_x. With a dropout's ``mask`` (conv_pool_forward's)
+        and ``keep``, g_y is the dropout's output gradient: its backward runs first, the same bits."""
         c1, wt = self._backward_weights(k)
         g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
         gk_part, gb_part = self._gradient_parts(x, k, c1, wt)
+        g_y = np.ascontiguousarray(g_y, x.dtype)
+        drop = mask is not None
+        if drop:
+            _check_mask(mask, g_y.shape)
+        dropout = (drop, mask if drop else _no_mask(x.shape[0]), 1.0 / float(keep))
         args = (k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh, geo.yw,
                 *self._pooling(act, pool, pool_geo), g_x, gk_part, gb_part, bool(input_grad), self.wide)
-        g_y = np.ascontiguousarray(g_y, x.dtype)
         if c1:
-            self.k._conv_pool_bwd_c1(g_y, code, x, wt, *args)
+            self.k._conv_pool_bwd_c1(g_y, code, *dropout, x, wt, *args)
         else:
-            self.k._conv_pool_bwd(g_y, code, x, wt, *args)
+            self.k._conv_pool_bwd(g_y, code, *dropout, x, wt, *args)
         g_k, g_b = self._sum_parts(k, c1, gk_part, gb_part)
         return (g_x if input_grad else None), g_k, g_b
 

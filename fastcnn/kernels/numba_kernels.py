@@ -37,11 +37,15 @@ in the last bits)
                           the pooling layer right after     scratch image, _relu_row; _max_image
                           it: max (window <= 128 elements)  (_tap_argmax, as _max_bwd) or _avg_image
                           or avg, any window and stride,    (as _avg_fwd): writes the pooled y and a
-                          no pooling padding                uint8 code (choice / ReLU mask)
+                          no pooling padding; and a         uint8 code (choice / ReLU mask); then a
+                          dropout / noise layer right       dropout's or noise's draw on each image's
+                          after it (the pooling without     y as written (numba_random._apply_draw;
+                          an activation)                    mode 0: none)
   conv_pool_backward    the same, 1 input channel         _conv_pool_bwd_c1: _pool_grad (the conv
                                                             output's gradient frame from the pooled
-                                                            gradient and the code), _bwd_c1_image (the
-                                                            body of _conv_bwd_c1)
+                                                            gradient, after dropout's backward
+                                                            (_kept_grad) if any, and the code),
+                                                            _bwd_c1_image (the body of _conv_bwd_c1)
                         the same, >1 input channels       _conv_pool_bwd: _pool_grad, _bwd_image (the
                                                             body of _conv_bwd); then _sum_batch (simd)
   (not fused)           gemm_conv convs, sigmoid / tanh   layer by layer: the conv and pooling rows
@@ -58,7 +62,8 @@ Modules (``fastcnn/kernels/numba_*.py``, the only ones that import numba):
 1-D passes, ``_sum_batch``), ``numba_blocks`` (register blocks: axpy / mac /
 dot), ``numba_conv_fwd``, ``numba_conv_bwd``, ``numba_pool``,
 ``numba_elementwise`` (ReLU, Adam, im2col), ``numba_fused`` (conv + activation +
-pooling in one pass, on the per-image bodies of the conv modules), ``numba_cache``
+pooling in one pass, on the per-image bodies of the conv modules, with a dropout's or
+noise's draw from ``numba_random``'s span helpers), ``numba_cache``
 (one on-disk cache stamp over all of them). The kernels are plain ``@njit(parallel=True,
 cache=True)`` loop nests over C-contiguous arrays, ``prange`` over images (or
 image rows, or elements); every thread owns its outputs and cross-image sums

@@ -4,9 +4,13 @@ Element ``i`` of a call gets its uniform number from ``(key, i)`` alone (splitmi
 so the threads split the elements in fixed blocks and every mask is the same on any
 thread count; the numbers equal ``masks.uniforms`` bit for bit. The arithmetic runs in
 float64 and is stored in the arrays' dtype, as ``masks``' NumPy functions do. The
-contract functions at the bottom are the ``numba`` backend's (``masks.bind_masks``). The
-module uses no helper of the other kernel modules, so numba's own cache stamp (this
-file) covers it.
+contract functions at the bottom are the ``numba`` backend's (``masks.bind_masks``).
+
+The span helpers (``_drop_span`` / ``_drop_in_place``, ``_noise_span``, ``_kept_grad``: a run
+of elements whose first counter is ``base``) are the whole arithmetic: the one-pass kernels here call them per
+block, and the fused conv + pooling kernels (``numba_fused``) per image, on the pooled output
+as they write it (``_apply_draw``), so both give the same bits. That makes this file one of
+the fused kernels' sources: it shares their cache stamp (``numba_cache``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_safety
-from .masks import KernelMasks
+from .masks import DROPOUT, NOISE, KernelMasks
+from .numba_cache import share_cache_stamp
+
+share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -37,16 +44,74 @@ def _uniform(key, i):
     return np.float64(z >> _S11) * _UNIT
 
 
+@njit(cache=True)
+def _drop_span(x, base, key, keep, scale, y, mask):
+    """Flat spans, element j with counter base + j: mask[j] = uniform < keep; y[j] = x[j] * scale
+    there, else 0 (y another array than x: see _drop_in_place)."""
+    for j in range(x.shape[0]):
+        kept = _uniform(key, base + j) < keep  # one store each, no branch: LLVM vectorizes the loop
+        mask[j] = kept  # (stores in an if / else measured 4x slower)
+        y[j] = x[j] * scale if kept else 0.0
+
+
+@njit(cache=True)
+def _drop_in_place(v, base, key, keep, scale, mask):
+    """_drop_span with y = x = v. Its own loop: _drop_span(v, ..., v, mask) fails LLVM's run-time
+    overlap check of x and y and runs the scalar loop, 6x slower (0.65 against 0.1 ms on
+    10x48x48x6)."""
+    for j in range(v.shape[0]):
+        kept = _uniform(key, base + j) < keep
+        mask[j] = kept
+        v[j] = v[j] * scale if kept else 0.0
+
+
+@njit(cache=True)
+def _kept_grad(g, mask, scale, out):
+    """Flat spans: out[j] = g[j] * scale where mask[j], else 0 (dropout's backward)."""
+    for j in range(g.shape[0]):
+        out[j] = g[j] * scale if mask[j] != 0 else 0
+
+
+@njit(cache=True)
+def _box_muller(key, i):
+    """(r, t) of the uniform pair (i, i + 1), i even: element i's normal is r cos t, i + 1's r sin t."""
+    return np.sqrt(-2.0 * np.log(1.0 - _uniform(key, i))), _TWO_PI * _uniform(key, i + 1)
+
+
+@njit(cache=True)
+def _noise_span(x, base, key, mean, std, y):
+    """Flat spans, element j with counter base + j: y[j] = x[j] + (mean + std * z), z from Box-Muller
+    on the pairs (2m, 2m + 1) of the counters (masks.normals); a span may start or end inside a
+    pair, whose other half is then not stored (y may be x). One copy of the math: smaller code."""
+    n = x.shape[0]
+    for c in range(base - base % 2, base + n, 2):
+        r, t = _box_muller(key, c)
+        j = c - base
+        if j >= 0:
+            y[j] = x[j] + (mean + std * (r * np.cos(t)))
+        if j + 1 < n:
+            y[j + 1] = x[j + 1] + (mean + std * (r * np.sin(t)))
+
+
+@njit(cache=True)
+def _apply_draw(v, base, mode, key, p1, p2, mask):
+    """v (flat, counters base + j) in place: dropout (``mode`` DROPOUT, p1 keep, p2 1 / keep; mask
+    written) or noise (NOISE, p1 mean, p2 std); any other mode leaves v as it is."""
+    k = np.uint64(key)
+    if mode == DROPOUT:
+        _drop_in_place(v, base, k, p1, p2, mask)
+    elif mode == NOISE:
+        _noise_span(v, base, k, p1, p2, v)
+
+
 @njit(parallel=True, cache=True)
 def _dropout_fwd(x, key, scale, keep, y, mask):
     """Flat arrays: mask[i] = uniform(key, i) < keep; y[i] = x[i] * scale there, else 0."""
     n = x.shape[0]
     k = np.uint64(key)
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
-            kept = _uniform(k, i) < keep  # one store each, no branch: LLVM vectorizes the loop
-            mask[i] = kept  # (stores in an if / else measured 4x slower)
-            y[i] = x[i] * scale if kept else 0.0
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        _drop_span(x[lo:hi], lo, k, keep, scale, y[lo:hi], mask[lo:hi])
 
 
 @njit(parallel=True, cache=True)
@@ -54,8 +119,8 @@ def _dropout_bwd(g, mask, scale, out):
     """Flat arrays: out[i] = g[i] * scale where mask[i], else 0."""
     n = g.shape[0]
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
-            out[i] = g[i] * scale if mask[i] != 0 else 0
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        _kept_grad(g[lo:hi], mask[lo:hi], scale, out[lo:hi])
 
 
 @njit(parallel=True, cache=True)
@@ -64,15 +129,10 @@ def _add_noise(x, key, mean, std, y):
     (2j, 2j + 1): cos for element 2j, sin for 2j + 1 (masks.normals)."""
     n = x.shape[0]
     k = np.uint64(key)
-    pairs = (n + 1) // 2
-    for b in prange((pairs + _BLOCK - 1) // _BLOCK):
-        for j in range(b * _BLOCK, min(pairs, (b + 1) * _BLOCK)):
-            i = 2 * j
-            r = np.sqrt(-2.0 * np.log(1.0 - _uniform(k, i)))
-            t = _TWO_PI * _uniform(k, i + 1)
-            y[i] = x[i] + (mean + std * (r * np.cos(t)))
-            if i + 1 < n:
-                y[i + 1] = x[i + 1] + (mean + std * (r * np.sin(t)))
+    span = 2 * _BLOCK  # even: every block starts a pair
+    for b in prange((n + span - 1) // span):
+        lo, hi = b * span, min(n, (b + 1) * span)
+        _noise_span(x[lo:hi], lo, k, mean, std, y[lo:hi])
 
 
 numba_safety.guard_caches(__package__)  # these kernels too: a damaged cache entry recompiles

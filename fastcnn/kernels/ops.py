@@ -27,9 +27,10 @@ the meaning and arguments are ``NumbaHost``'s, the bits those of the three layer
 
     conv_pool_fusable(geo, act, pool, pool_geo, xchn=1) -> bool
     conv_pool_code_shape(mb, ychn, geo, act, pool, pool_geo) -> shape of the uint8 code
-    conv_pool_forward(x, k, b, geo, act, pool, pool_geo, out=None, code=None) -> (y, code)
-    conv_pool_backward(g_y, code, x, k, geo, act, pool, pool_geo, input_grad, out=None)
-        -> (g_x | None, g_k, g_b)
+    conv_pool_forward(x, k, b, geo, act, pool, pool_geo, out=None, code=None, draw=None, mask=None)
+        -> (y, code)        draw: a dropout's or noise's masks.Draw applied to y (mask: dropout's)
+    conv_pool_backward(g_y, code, x, k, geo, act, pool, pool_geo, input_grad, out=None, mask=None,
+                       keep=1.0) -> (g_x | None, g_k, g_b)      mask: dropout's backward first
 """
 
 from __future__ import annotations

@@ -6,14 +6,17 @@ they return their input array itself. Their random numbers are counter-based
 (``fastcnn.kernels.masks``): each call draws one key from the model's seeded generator (the
 one that drew the initial weights, continued), and element i's number comes from (key, i),
 drawn and applied in one pass by the backend (one parallel kernel on the numba backends):
-the same masks on every backend, dtype and thread count.
+the same masks on every backend, dtype and thread count. Right after a conv + pooling pair
+that the backend fuses (pooling without an activation of its own), the fused step applies
+them as it writes the pooled output (``fastcnn.steps.ConvPoolStep``): it asks the layer for
+its ``draw``, so the generator is read at the same point, and the numbers are the same.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.masks import KEY_LIMIT, bind_masks
+from ..kernels.masks import KEY_LIMIT, Draw, bind_masks
 from ..phase import is_training
 from ..regularize import keep_prob, noise_settings
 from .base import Layer
@@ -30,11 +33,18 @@ class Dropout(Layer):
         self.masks = bind_masks(self.ops.name)
         return self.input_shape
 
-    def forward(self, x: np.ndarray, workspace=None):
+    def draw(self) -> Draw | None:
+        """This call's numbers (a key drawn from the generator), or None where y = x (inference,
+        keep_prob 1)."""
         if not is_training() or self.keep_prob == 1.0:
+            return None
+        return Draw.dropout(int(self.rng.integers(0, KEY_LIMIT)), self.keep_prob)
+
+    def forward(self, x: np.ndarray, workspace=None):
+        draw = self.draw()
+        if draw is None:
             return x, None
-        key = int(self.rng.integers(0, KEY_LIMIT))
-        return self.masks.dropout_forward(x, key, self.keep_prob)  # (y, uint8 mask)
+        return self.masks.dropout_forward(x, draw.key, self.keep_prob)  # (y, uint8 mask)
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         if not input_grad:
@@ -54,11 +64,18 @@ class Noise(Layer):
         self.masks = bind_masks(self.ops.name)
         return self.input_shape
 
-    def forward(self, x: np.ndarray, workspace=None):
+    def draw(self) -> Draw | None:
+        """This call's numbers (the ratio's uniform, then a key, from the generator), or None
+        where y = x (inference, or the uniform >= ratio)."""
         if not is_training() or self.rng.random() >= self.ratio:
+            return None
+        return Draw.noise(int(self.rng.integers(0, KEY_LIMIT)), self.mean, self.std)
+
+    def forward(self, x: np.ndarray, workspace=None):
+        draw = self.draw()
+        if draw is None:
             return x, None
-        key = int(self.rng.integers(0, KEY_LIMIT))
-        return self.masks.add_noise(x, key, self.mean, self.std), None
+        return self.masks.add_noise(x, draw.key, self.mean, self.std), None
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         return (g_y if input_grad else None), {}
