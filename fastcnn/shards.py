@@ -29,6 +29,7 @@ share a batch, not what a batch looks like.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,9 +171,14 @@ def data_shard(comm, chunks: int, batch_size: int):
 
 def load_together(comm, load):
     """``load()`` on every rank; when it raised on any rank, every rank raises (the first failed
-    rank's error, named), so that rank 0 reports a file that only another rank reads."""
+    rank's error, named), so that rank 0 reports a file that only another rank reads. Warnings
+    (skipped files, a damaged cache) are shown by rank 0 only: every rank would say the same."""
+    quiet = comm is not None and comm.Get_rank() != 0
     try:
-        value, error = load(), None
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore")
+            value, error = load(), None
     except Exception as exc:  # noqa: BLE001 - handed to every rank, re-raised below
         value, error = None, exc
     if comm is None or comm.Get_size() == 1:

@@ -3,6 +3,8 @@ the rows of a process's shards, giving the same arrays as a whole load."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from test_datasets import write_image, write_mnist
@@ -271,3 +273,16 @@ def test_sharded_office31_matches_the_whole_load(tmp_path):
     lo = ds.train_offset
     assert np.array_equal(ds.tr_xs, whole.tr_xs[lo:]) and np.array_equal(ds.tr_ys, whole.tr_ys[lo:])
     assert ds.target_names == whole.target_names and ds.train_count == whole.train_count
+
+
+def test_only_rank_0_shows_the_loads_warnings():
+    def load():
+        warnings.warn("skipped 1 unreadable file", stacklevel=1)
+        return 7
+
+    with pytest.warns(UserWarning, match="skipped 1 unreadable file"):
+        assert distributed.load_together(_Comm(2, 0, None), load) == 7
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert distributed.load_together(_Comm(2, 1, None), load) == 7
+    assert seen == []
