@@ -15,6 +15,11 @@ follow their parents (``PR_SET_PDEATHSIG`` on Linux), so nothing is left running
 exit status is passed on unchanged. SIGINT and SIGTERM reaching the parent are passed to the
 child (Ctrl-C on ``mpiexec``: every rank stops after its step, ``fastcnn.distributed``).
 
+It acts under the launchers that hand a rank its PMI socket by number (``PMI_FD``: MPICH's
+hydra, the one ``fastcnn[mpi]`` installs and the tests use; Slurm's PMI-2), which a child
+inherits; under others (Open MPI's PMIx) the rank runs as before, and the launcher names a
+dead rank by its process id only (rank 0's first line maps ids to ranks).
+
 ``fastcnn train`` calls it first thing under a launcher; a script of one's own can too, as
 the first statement of its main (the child runs the script again from the start):
 
@@ -59,8 +64,8 @@ def supervise(argv: list[str] | None = None) -> None:
     if parent is not None:
         _follow_parent(int(parent) if parent.isdigit() else None)
         return
-    if not launched_by_mpi():
-        return
+    if not launched_by_mpi() or not any(os.environ.get(name, "").isdigit() for name in PMI_FDS):
+        return  # no launcher, or one whose handshake a child might not pass (Open MPI's PMIx): as is
     command = argv if argv is not None else [sys.executable, *sys.orig_argv[1:]]
     sys.exit(run_child(command))
 

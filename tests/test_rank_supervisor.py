@@ -67,6 +67,15 @@ def test_the_message_says_a_rank_when_the_launcher_set_none(monkeypatch):
     assert rs.death_message(12, signal.SIGKILL).startswith("fastcnn: a rank (pid 12 on ")
 
 
+def test_under_a_launcher_without_a_pmi_socket_supervise_returns_at_once(monkeypatch):
+    """Open MPI's PMIx gives no PMI_FD: the rank runs as it is (a child might fail the handshake)."""
+    monkeypatch.delenv(rs.WORKER_VARIABLE, raising=False)
+    monkeypatch.delenv("PMI_FD", raising=False)
+    monkeypatch.delenv("PMI2_FD", raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    assert rs.supervise(["false"]) is None
+
+
 def test_without_a_launcher_supervise_returns_at_once(monkeypatch):
     for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", rs.WORKER_VARIABLE):
         monkeypatch.delenv(name, raising=False)

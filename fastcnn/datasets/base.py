@@ -97,7 +97,8 @@ class ArrayDataset:
         held = {part: r[lo:hi] if part == "train" else (r if evaluation else r[:0])
                 for part, r in rows.items()}
         parts = {part: load(part, r) for part, r in held.items()}
-        self._set_splits(parts["train"], parts["validation"], parts["test"], empty_ok=empty_ok or not evaluation)
+        self._set_splits(parts["train"], parts["validation"], parts["test"],
+                         empty_ok=empty_ok or not evaluation)
         self.shard = shard
         self.train_offset = lo
         self.split_counts = counts
