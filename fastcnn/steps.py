@@ -9,11 +9,14 @@ memory. A dropout or noise layer right after such a pair (the pooling without an
 activation of its own) joins the step: its numbers are drawn and applied as the
 pooled output is written, and dropout's backward runs where the fused backward reads
 the pooled gradient. Both give the same bits (the same draws from the model's
-generator, at the same point). ``plan_steps`` chooses them from the layers
-and what the backend offers (a composite layer, ``fastcnn.layers.composite``, is one
-``LayerStep``; only adjacent top-level leaf layers fuse). Training (``CnnModel.compute_step``) runs the
-steps; drawing feature maps runs the layers one by one, since it needs every
-layer's output.
+generator, at the same point). A dropout or noise layer right after a full or conv
+layer whose forward ends in ReLU (and that fuses with no pooling) joins that layer
+(``ReluMaskStep``): the ReLU and the draws run in one elementwise pass, and back,
+dropout's and ReLU's backward in one, with the bits of the layers one by one.
+``plan_steps`` chooses them from the layers and what the backend offers (a composite
+layer, ``fastcnn.layers.composite``, is one ``LayerStep``; only adjacent top-level leaf
+layers fuse). Training (``CnnModel.compute_step``) runs the steps; drawing feature maps
+runs the layers one by one, since it needs every layer's output.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from .kernels.masks import DROPOUT
 from .layers.base import PRE_ACTIVATION
 from .layers.conv import Conv2D
+from .layers.dense import Dense
 from .layers.pool import AvgPool, MaxPool
 from .layers.regularization import Dropout, Noise
 
@@ -32,6 +36,8 @@ _POOLS = {MaxPool: "max", AvgPool: "avg"}
 _CODE = np.dtype(np.uint8)
 #: the layers a fused conv + pooling step applies to its pooled output (``masks.Draw``)
 _DRAWS = (Dropout, Noise)
+#: the layers whose forward ends in the backend's ReLU (with actfunc relu) that a ``ReluMaskStep`` takes
+_RELU_LAYERS = (Dense, Conv2D)
 
 
 class LayerStep:
@@ -117,6 +123,58 @@ class ConvPoolStep:
         return g_x, {self._keys["k"]: g_k, self._keys["b"]: g_b}
 
 
+class ReluMaskStep:
+    """A full or conv layer with ReLU and the dropout or noise layer right after it as one step, on
+    the backend's fused elementwise kernels (``MaskOps.relu_draw_forward`` / ``relu_drop_backward``);
+    the interface of ``LayerStep``.
+
+    Forward: the layer's ``linear`` part (its pre-activation ``a``, kept for the backward), then
+    ReLU and the draw in one pass into the layer's workspace array ``act`` (dropout's uint8 mask:
+    ``<dropout>/mask``). Backward: dropout's and ReLU's backward in one pass (noise's is the
+    identity: ReLU's alone, on ``a``) into ``<layer>/g_act``, then the layer's ``linear_backward``.
+    The draw is made first (the layer draws nothing), so the generator is read as layer by layer;
+    without one (inference, keep_prob 1, noise's ratio) the layer runs as in a ``LayerStep``.
+    """
+
+    def __init__(self, layer, after, ops):
+        self.layers = (layer, after)
+        self._layer, self._after, self._ops, self._masks = layer, after, ops, after.masks
+        self._keys = {name: f"{layer.key}/{name}" for name in layer.params}
+        self._mask_name = f"{after.key}/mask"
+
+    def __repr__(self) -> str:
+        return f"ReluMaskStep({self._layer.key}, {self._after.key})"
+
+    def forward(self, x: np.ndarray, workspace=None):
+        layer = self._layer
+        draw = self._after.draw()
+        if draw is None:  # y = relu(a): the layer's own forward; aux: (its aux, None, None)
+            y, aux = layer.forward(x, workspace)
+            return y, (aux, None, None)
+        a, ctx = layer.linear(x, workspace)
+        mask = None
+        if draw.mode == DROPOUT:
+            mask = np.empty(a.shape, _CODE) if workspace is None else workspace.get(self._mask_name, a.shape,
+                                                                                   _CODE)
+        y, mask = self._masks.relu_draw_forward(a, draw, out=layer.buffer(workspace, "act", a.shape),
+                                                mask=mask)
+        return y, (ctx, a, mask)
+
+    def backward(self, g_y: np.ndarray, aux, input_grad: bool, workspace=None):
+        layer = self._layer
+        ctx, a, mask = aux
+        if a is None:
+            g_x, grads = layer.backward(g_y, ctx, input_grad=input_grad, workspace=workspace)
+        else:
+            out = layer.buffer(workspace, "g_act", a.shape)
+            if mask is None:  # noise
+                g_a = self._ops.relu_backward(g_y, a, out=out)  # a > 0 exactly where relu(a) > 0
+            else:
+                g_a = self._masks.relu_drop_backward(g_y, mask, self._after.keep_prob, a, out=out)
+            g_x, grads = layer.linear_backward(g_a, ctx, input_grad, workspace)
+        return g_x, {self._keys[name]: g for name, g in grads.items()}
+
+
 def fusable(conv, pool, ops) -> bool:
     """True if ``conv`` and the next layer ``pool`` can run as one ``ConvPoolStep`` on ``ops``:
     the backend fuses, ``pool`` is a max or avg pooling without padding, and the backend's
@@ -136,11 +194,22 @@ def absorbs(pool, layer) -> bool:
     return type(layer) in _DRAWS and pool.spec.actfunc == "none"
 
 
+def takes_mask(layer, after) -> bool:
+    """True if ``after``, right after ``layer``, can join it as one ``ReluMaskStep``: a dropout or
+    noise layer whose backend fuses it with a ReLU (``MaskOps.relu_draw_forward``: numba,
+    numba-aot), after a full or conv layer (default actions 'LA') with actfunc relu."""
+    return (type(after) in _DRAWS and after.masks.relu_draw_forward is not None
+            and type(layer) in _RELU_LAYERS and layer.spec.actfunc == "relu"
+            and getattr(layer, "chain", None) is None)
+
+
 def plan_steps(layers: list, ops, *, fuse: bool = True, masks: bool = True) -> list:
     """The steps that run ``layers`` on the backend ``ops``: a ``ConvPoolStep`` for every conv
     layer followed by a pooling layer the backend fuses with it (unless ``fuse`` is False),
     taking in the dropout or noise layer right after them (``absorbs``; unless ``masks`` is
-    False), a ``LayerStep`` for every other layer."""
+    False); a ``ReluMaskStep`` for a full or conv layer with ReLU and the dropout or noise
+    layer right after it (``takes_mask``; unless ``fuse`` or ``masks`` is False); a
+    ``LayerStep`` for every other layer."""
     steps: list = []
     i = 0
     while i < len(layers):
@@ -149,6 +218,9 @@ def plan_steps(layers: list, ops, *, fuse: bool = True, masks: bool = True) -> l
             after = after if masks and after is not None and absorbs(layers[i + 1], after) else None
             steps.append(ConvPoolStep(layers[i], layers[i + 1], ops, after))
             i += 2 if after is None else 3
+        elif fuse and masks and i + 1 < len(layers) and takes_mask(layers[i], layers[i + 1]):
+            steps.append(ReluMaskStep(layers[i], layers[i + 1], ops))
+            i += 2
         else:
             steps.append(LayerStep(layers[i]))
             i += 1

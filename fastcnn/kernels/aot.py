@@ -83,11 +83,15 @@ KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | Non
     "_dropout_fwd": (("F1", "i", "f", "f", "F1", "U1"), "void", None),
     "_dropout_bwd": (("F1", "U1", "f", "F1"), "void", (0, (0, 1, 3))),
     "_add_noise": (("F1", "i", "f", "f", "F1"), "void", None),
+    # ReLU + dropout / noise (numba_random): a, mode, key, first counter, p1, p2, y, mask; cut,
+    # each piece counting from its first element ("n"); its backward g, mask, scale, a, out
+    "_relu_draw_fwd": (("F1", "i", "i", "n", "f", "f", "F1", "U1"), "void", (0, (0, 6, 7))),
+    "_relu_drop_bwd": (("F1", "U1", "f", "F1", "F1"), "void", (0, (0, 1, 3, 4))),
 }
 #: kernel -> the module of ``fastcnn.kernels`` that defines it, where not the map ``numba_kernels``
 KERNEL_MODULES = {"_bn_stats": "numba_norm", "_bn_normalize": "numba_norm", "_bn_backward": "numba_norm",
-                  "_dropout_fwd": "numba_random", "_dropout_bwd": "numba_random",
-                  "_add_noise": "numba_random"}
+                  **dict.fromkeys(("_dropout_fwd", "_dropout_bwd", "_add_noise", "_relu_draw_fwd",
+                                   "_relu_drop_bwd"), "numba_random")}
 #: calls whose batch argument is smaller than this run whole (handing a piece to a thread costs ~20 us)
 MIN_SPLIT_BYTES = 128 * 1024
 

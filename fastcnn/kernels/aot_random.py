@@ -8,10 +8,13 @@ from __future__ import annotations
 from .masks import KernelMasks
 from .numba_aot import _KERNELS
 
-_HOST = KernelMasks(_KERNELS._dropout_fwd, _KERNELS._dropout_bwd, _KERNELS._add_noise)
+_HOST = KernelMasks(_KERNELS._dropout_fwd, _KERNELS._dropout_bwd, _KERNELS._add_noise,
+                    _KERNELS._relu_draw_fwd, _KERNELS._relu_drop_bwd)
 
 
-#: the contract functions (``masks.MASK_FUNCTIONS``)
+#: the contract functions (``masks.MASK_FUNCTIONS``), and the fused ones (``masks.FUSED_MASK_FUNCTIONS``)
 dropout_forward = _HOST.dropout_forward
 dropout_backward = _HOST.dropout_backward
 add_noise = _HOST.add_noise
+relu_draw_forward = _HOST.relu_draw_forward
+relu_drop_backward = _HOST.relu_drop_backward

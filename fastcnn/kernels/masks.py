@@ -16,7 +16,13 @@ cast to the data's dtype::
 
 A kernel that writes an output can also apply a call's numbers as it writes it (the fused
 conv + pooling kernels, ``fastcnn.steps``): ``Draw`` holds what it needs, the same numbers as
-the functions above for element ``i`` of the output.
+the functions above for element ``i`` of the output. The compiled backends also fuse a ReLU
+with the dropout or noise right after it (``FUSED_MASK_FUNCTIONS``, None on the NumPy ones)::
+
+    relu_draw_forward(a, draw, out=None, mask=None) -> (y, mask | None)   y = the draw applied
+                                                 to max(a, 0); mask: dropout's (None for noise)
+    relu_drop_backward(g, mask, keep, a, out=None) -> relu_backward(dropout_backward(g, mask,
+                                                 keep), max(a, 0)), one pass
 
 ``bind_masks(backend)`` returns them for a backend (``MASK_BACKENDS``): NumPy here for numpy,
 better and adhoc; ``numba_random``'s kernels for ``numba`` and, built ahead of time, for
@@ -38,6 +44,9 @@ NO_MASK, DROPOUT, NOISE = 0, 1, 2
 
 #: the functions every module in MASK_BACKENDS defines
 MASK_FUNCTIONS = ("dropout_forward", "dropout_backward", "add_noise")
+
+#: the functions a module in MASK_BACKENDS may define (``MaskOps`` holds None where it does not)
+FUSED_MASK_FUNCTIONS = ("relu_draw_forward", "relu_drop_backward")
 
 #: backend name -> the module with its mask functions
 MASK_BACKENDS: dict[str, str] = {
@@ -94,12 +103,35 @@ def add_noise(x: np.ndarray, key: int, mean: float, std: float) -> np.ndarray:
     return (x.astype(np.float64) + noise).astype(x.dtype)
 
 
-class KernelMasks:
-    """The three functions around ``numba_random``'s kernels (JIT or ahead-of-time builds):
-    flat C-contiguous arrays in, results of the input's shape out. Imports no numba."""
+def _array(arr, shape, dtype, name: str) -> np.ndarray:
+    """A new array, or ``arr`` once checked: C-contiguous, writeable, of ``shape`` and ``dtype``."""
+    if arr is None:
+        return np.empty(shape, dtype)
+    if not (isinstance(arr, np.ndarray) and arr.shape == tuple(shape) and arr.dtype == dtype
+            and arr.flags.c_contiguous and arr.flags.writeable):
+        got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ValueError(f"{name} must be a C-contiguous writeable {np.dtype(dtype)} array of shape "
+                         f"{tuple(shape)}, got {got}")
+    return arr
 
-    def __init__(self, dropout_fwd: Callable, dropout_bwd: Callable, noise: Callable):
+
+def _apart(out, *inputs) -> None:
+    """``out`` is none of ``inputs``: the fused kernels read them after writing it, and LLVM runs
+    a loop whose arrays overlap scalar (numba_random._drop_in_place)."""
+    if any(np.shares_memory(out, arr) for arr in inputs):
+        raise ValueError("out must not overlap the inputs of a fused ReLU + dropout / noise")
+
+
+class KernelMasks:
+    """The functions around ``numba_random``'s kernels (JIT or ahead-of-time builds): flat
+    C-contiguous arrays in, results of the input's shape out. Imports no numba.
+
+    ``relu_draw_fwd`` / ``relu_drop_bwd``: the fused ReLU kernels, for ``FUSED_MASK_FUNCTIONS``."""
+
+    def __init__(self, dropout_fwd: Callable, dropout_bwd: Callable, noise: Callable,
+                 relu_draw_fwd: Callable, relu_drop_bwd: Callable):
         self._fwd, self._bwd, self._noise = dropout_fwd, dropout_bwd, noise
+        self._relu_fwd, self._relu_bwd = relu_draw_fwd, relu_drop_bwd
 
     def dropout_forward(self, x, key, keep):
         x = np.ascontiguousarray(x)
@@ -119,6 +151,32 @@ class KernelMasks:
         y = np.empty_like(x)
         self._noise(x.reshape(-1), int(key), float(mean), float(std), y.reshape(-1))
         return y
+
+    def relu_draw_forward(self, a, draw: Draw, out=None, mask=None):
+        """``(y, mask)``: ``draw`` (dropout or noise) applied to max(a, 0), one pass; the bits of
+        relu_forward, then dropout_forward / add_noise. ``out`` (y) and ``mask`` (dropout's uint8
+        mask; None for noise): new arrays, or given ones of a's shape, apart from a."""
+        a = np.ascontiguousarray(a)
+        if draw.mode not in (DROPOUT, NOISE):
+            raise ValueError(f"relu_draw_forward needs a dropout or noise draw, got mode {draw.mode}")
+        y = _array(out, a.shape, a.dtype, "out")
+        _apart(y, a)
+        drop = draw.mode == DROPOUT
+        mask = _array(mask if drop else None, a.shape, np.uint8, "mask")  # noise: untouched, cut like y
+        self._relu_fwd(a.reshape(-1), draw.mode, draw.key, 0, draw.p1, draw.p2, y.reshape(-1),
+                       mask.reshape(-1))
+        return y, (mask if drop else None)
+
+    def relu_drop_backward(self, g, mask, keep, a, out=None):
+        """``g * mask / keep`` where a > 0, else 0, one pass: dropout_backward, then relu_backward
+        on the ReLU output max(a, 0), the same bits. ``out``: a new array, or a given one like a."""
+        a = np.ascontiguousarray(a)
+        g = np.ascontiguousarray(g, a.dtype)
+        mask = _array(np.ascontiguousarray(mask), a.shape, np.uint8, "mask")
+        out = _array(out, a.shape, a.dtype, "out")
+        _apart(out, g, a)
+        self._relu_bwd(g.reshape(-1), mask.reshape(-1), 1.0 / float(keep), a.reshape(-1), out.reshape(-1))
+        return out
 
 
 @dataclass(frozen=True)
@@ -147,11 +205,13 @@ NO_DRAW = Draw(NO_MASK, 0, 0.0, 0.0)
 
 @dataclass(frozen=True)
 class MaskOps:
-    """One backend's mask functions (``bind_masks``)."""
+    """One backend's mask functions (``bind_masks``); the fused ones None where it has none."""
 
     dropout_forward: Callable
     dropout_backward: Callable
     add_noise: Callable
+    relu_draw_forward: Callable | None = None
+    relu_drop_backward: Callable | None = None
 
 
 def bind_masks(backend: str) -> MaskOps:
@@ -160,4 +220,5 @@ def bind_masks(backend: str) -> MaskOps:
         valid = ", ".join(MASK_BACKENDS)
         raise ValueError(f"no dropout/noise functions for backend {backend!r}; valid: {valid}")
     module = importlib.import_module(MASK_BACKENDS[backend])
-    return MaskOps(**{name: getattr(module, name) for name in MASK_FUNCTIONS})
+    fused = {name: getattr(module, name, None) for name in FUSED_MASK_FUNCTIONS}
+    return MaskOps(**{name: getattr(module, name) for name in MASK_FUNCTIONS}, **fused)

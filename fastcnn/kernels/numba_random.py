@@ -11,6 +11,11 @@ of elements whose first counter is ``base``) are the whole arithmetic: the one-p
 block, and the fused conv + pooling kernels (``numba_fused``) per image, on the pooled output
 as they write it (``_apply_draw``), so both give the same bits. That makes this file one of
 the fused kernels' sources: it shares their cache stamp (``numba_cache``).
+
+``_relu_draw_fwd`` / ``_relu_drop_bwd`` fuse a ReLU with the dropout or noise right after it
+(``fastcnn.steps.ReluMaskStep``): per block, the ReLU of ``numba_elementwise._relu`` then
+``_apply_draw``; back, dropout's and ReLU's backward in one expression. Their bits are those
+of the kernels one by one (see ``_kept_relu_grad``).
 """
 
 from __future__ import annotations
@@ -104,6 +109,48 @@ def _apply_draw(v, base, mode, key, p1, p2, mask):
         _noise_span(v, base, k, p1, p2, v)
 
 
+@njit(cache=True)
+def _relu_span(a, y):
+    """Flat spans: y[j] = max(a[j], 0), the expression of numba_elementwise._relu (NaN stays NaN)."""
+    for j in range(a.shape[0]):
+        x = a[j]
+        y[j] = x if not x < 0 else 0
+
+
+@njit(cache=True)
+def _kept_relu_grad(g, mask, scale, a, out):
+    """Flat spans: out[j] = (g[j] * scale where mask[j], else 0) where a[j] > 0, else 0: dropout's
+    backward (_kept_grad), then ReLU's (numba_elementwise._relu_backward) on the ReLU output y.
+    The same bits: y > 0 exactly where a > 0 (ReLU is exact, NaN fails both), and rounding the
+    product to the dtype before or after choosing it or 0 gives the same value."""
+    for j in range(g.shape[0]):
+        v = g[j]  # loaded on both paths, else LLVM emits a masked load
+        kept = v * scale if mask[j] != 0 else 0
+        out[j] = kept if a[j] > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _relu_draw_fwd(a, mode, key, n0, p1, p2, y, mask):
+    """Flat arrays, element i with counter n0 + i: y = ReLU(a), then the draw on y (``_apply_draw``:
+    mode DROPOUT, p1 keep, p2 1 / keep, mask written; NOISE, p1 mean, p2 std; a and y two arrays).
+    Each block's ReLU is still in cache when its draw runs: one pass over memory."""
+    n = a.shape[0]
+    span = 2 * _BLOCK  # even: a block of a whole call starts a Box-Muller pair
+    for b in prange((n + span - 1) // span):
+        lo, hi = b * span, min(n, (b + 1) * span)
+        _relu_span(a[lo:hi], y[lo:hi])
+        _apply_draw(y[lo:hi], n0 + lo, mode, key, p1, p2, mask[lo:hi])
+
+
+@njit(parallel=True, cache=True)
+def _relu_drop_bwd(g, mask, scale, a, out):
+    """Flat arrays: out[i] = g[i] * scale where mask[i] and a[i] > 0, else 0 (_kept_relu_grad)."""
+    n = g.shape[0]
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        _kept_relu_grad(g[lo:hi], mask[lo:hi], scale, a[lo:hi], out[lo:hi])
+
+
 @njit(parallel=True, cache=True)
 def _dropout_fwd(x, key, scale, keep, y, mask):
     """Flat arrays: mask[i] = uniform(key, i) < keep; y[i] = x[i] * scale there, else 0."""
@@ -137,10 +184,12 @@ def _add_noise(x, key, mean, std, y):
 
 numba_safety.guard_caches(__package__)  # these kernels too: a damaged cache entry recompiles
 
-_HOST = KernelMasks(_dropout_fwd, _dropout_bwd, _add_noise)
+_HOST = KernelMasks(_dropout_fwd, _dropout_bwd, _add_noise, _relu_draw_fwd, _relu_drop_bwd)
 
 
-#: the contract functions (``masks.MASK_FUNCTIONS``)
+#: the contract functions (``masks.MASK_FUNCTIONS``), and the fused ones (``masks.FUSED_MASK_FUNCTIONS``)
 dropout_forward = _HOST.dropout_forward
 dropout_backward = _HOST.dropout_backward
 add_noise = _HOST.add_noise
+relu_draw_forward = _HOST.relu_draw_forward
+relu_drop_backward = _HOST.relu_drop_backward

@@ -40,20 +40,31 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, workspace=None):
         if self.chain is not None:
             return self.chain.forward(x)
-        conv = self.ops.conv2d_forward(
-            x, self.params["k"], self.params["b"], self.geo,
-            out=self.buffer(workspace, PRE_ACTIVATION, (x.shape[0], *self.output_shape)),
-        )
-        y = self.activate(conv, workspace)
-        return y, (x, y)
+        a, ctx = self.linear(x, workspace)
+        y = self.activate(a, workspace)
+        return y, (ctx, y)
 
     def backward(self, g_y: np.ndarray, aux, input_grad: bool = True, workspace=None):
         if self.chain is not None:
             return self.chain.backward(g_y, aux, bool(input_grad))
-        x, y = aux
-        g_conv = self.grad_activation(g_y, y, workspace)
+        ctx, y = aux
+        return self.linear_backward(self.grad_activation(g_y, y, workspace), ctx, input_grad, workspace)
+
+    def linear(self, x: np.ndarray, workspace=None):
+        """``(a, ctx)``: the pre-activation ``a = conv(x, k) + b`` (the workspace array ``pre``) and
+        what ``linear_backward`` needs; the default actions 'LA' only (the forward without its
+        activation: ``fastcnn.steps``)."""
+        a = self.ops.conv2d_forward(
+            x, self.params["k"], self.params["b"], self.geo,
+            out=self.buffer(workspace, PRE_ACTIVATION, (x.shape[0], *self.output_shape)),
+        )
+        return a, x
+
+    def linear_backward(self, g_a: np.ndarray, ctx, input_grad: bool = True, workspace=None):
+        """``(g_x, grads)`` from the pre-activation's gradient ``g_a``."""
+        x = ctx
         g_x, g_k, g_b = self.ops.conv2d_backward(
-            g_conv, x, self.params["k"], self.geo, bool(input_grad),
+            g_a, x, self.params["k"], self.geo, bool(input_grad),
             out=self.buffer(workspace, "g_x", x.shape) if input_grad else None,
         )
         return g_x, {"k": g_k, "b": g_b}
