@@ -47,14 +47,18 @@ BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 #: (the fused forward's dropout and noise count their elements from "n", so their numbers
 #: do not either).
 _CONV_BWD = (("F4", "F4", "F2", "i", "i", "i", "i", "F4", "F3", "F2", "b", "b"), "void", (1, (0, 1, 7, 8, 9)))
-#: the fused backwards: g_p, code, dropout (drop, mask, scale), x, weights, kh, kw, pt, pl, yh, yw,
-#: relu, avg, pool window and stride, g_x, gk_part, gb_part, input_grad, wide
-_CONV_POOL_BWD = (("F4", "U4", "b", "U4", "f", "F4", "F2") + ("i",) * 6 + ("b", "b") + ("i",) * 4
-                  + ("F4", "F3", "F2", "b", "b"), "void", (5, (0, 1, 3, 5, 19, 20, 21)))
+#: the fused backwards: g_p, code, x, weights, kh, kw, pt, pl, yh, yw, relu, avg, pool window and
+#: stride, g_x, gk_part, gb_part, input_grad, wide; the _drop twins take dropout's (drop, mask,
+#: scale) after code
+_CONV_POOL_BWD = (("F4", "U4", "F4", "F2") + ("i",) * 6 + ("b", "b") + ("i",) * 4
+                  + ("F4", "F3", "F2", "b", "b"), "void", (2, (0, 1, 2, 16, 17, 18)))
+_CONV_POOL_BWD_DROP = (("F4", "U4", "b", "U4", "f", "F4", "F2") + ("i",) * 6 + ("b", "b") + ("i",) * 4
+                       + ("F4", "F3", "F2", "b", "b"), "void", (5, (0, 1, 3, 5, 19, 20, 21)))
 #: the fused forward: x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, avg, pool window and
-#: stride, y, code, the draw (mode, key, first image, p1, p2, mask)
-_CONV_POOL_FWD = (("F4", "I1", "F2", "F1") + ("i",) * 6 + ("b",) * 4 + ("i",) * 4 + ("F4", "U4")
-                  + ("i", "i", "n", "f", "f", "U4"), "void", (0, (0, 18, 19, 25)))
+#: stride, y, code; the _draw twin then the draw (mode, key, first image, p1, p2, mask)
+_CONV_POOL_FWD = (("F4", "I1", "F2", "F1") + ("i",) * 6 + ("b",) * 4 + ("i",) * 4 + ("F4", "U4"), "void",
+                  (0, (0, 18, 19)))
+_CONV_POOL_FWD_DRAW = (_CONV_POOL_FWD[0] + ("i", "i", "n", "f", "f", "U4"), "void", (0, (0, 18, 19, 25)))
 KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | None]] = {
     "_tap_offsets": (("i", "i", "i", "i", "i"), "I1", None),
     "_conv_fwd": (("F4", "F2", "F1", "i", "i", "i", "i", "F4"), "void", (0, (0, 7))),
@@ -62,8 +66,11 @@ KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | Non
     "_conv_bwd": _CONV_BWD,
     "_conv_bwd_c1": _CONV_BWD,
     "_conv_pool_fwd": _CONV_POOL_FWD,
+    "_conv_pool_fwd_draw": _CONV_POOL_FWD_DRAW,
     "_conv_pool_bwd": _CONV_POOL_BWD,
     "_conv_pool_bwd_c1": _CONV_POOL_BWD,
+    "_conv_pool_bwd_drop": _CONV_POOL_BWD_DROP,
+    "_conv_pool_bwd_drop_c1": _CONV_POOL_BWD_DROP,
     "_sum_batch": (("F2",), "F1", None),
     "_ext_regions": (("F4",) + ("i",) * 8 + ("F2",), "void", (0, (0, 9))),
     "_undo_ext_regions": (("F2",) + ("i",) * 8 + ("F4",), "void", (9, (0, 9))),

@@ -17,8 +17,10 @@ backwards) bit for bit: the same functions in the same order, pooling and the
 ReLU with the unfused kernels' expressions.
 
 A dropout or noise layer right after the pooling (``steps.ConvPoolStep(after=...)``) runs in
-the same pass: the forward takes its draw as plain arguments (``mode``, ``key``, ``n0``,
-``p1``, ``p2``: ``masks.Draw``; mode 0 draws nothing, so every case is one specialisation)
+the same pass, in the kernels' ``_draw`` / ``_drop`` twins (the same bodies plus the draw: a
+model without such a layer compiles none of the draw code, which measured about 5 s of a
+40 s cold start): the forward takes its draw as plain arguments (``mode``, ``key``, ``n0``,
+``p1``, ``p2``: ``masks.Draw``; one specialisation for dropout and noise)
 and applies it to each image's pooled output right after writing it, still in cache, with
 numba_random's span helpers, the counter being the element's flat index in the whole
 ``[mb, pyh, pyw, yc]`` output (``n0``: the batch index of ``x[0]``, non-zero only in a
@@ -237,10 +239,25 @@ def _relu_mask(g, mask, out):
 
 @njit(parallel=True, cache=True)
 def _conv_pool_fwd(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, avg, pkh, pkw, psh, psw,
-                   y, code, mode, key, n0, p1, p2, mask):
+                   y, code):
     """y[n] = pool(act(conv(x[n]) + b)), conv stride 1 to [yh, yw] (offs / wt / b / blocked / five:
     see numba_conv_fwd._conv_image), act ReLU if ``relu`` else none, pool avg if ``avg`` else max,
-    window pkh x pkw, stride psh x psw; code: see the module docstring. Then, as each image's y
+    window pkh x pkw, stride psh x psw; code: see the module docstring."""
+    mb = x.shape[0]
+    ycp = wt.shape[1]
+    hp = yh + kh - 1
+    wp = yw + kw - 1
+    for n in prange(mb):
+        out = np.empty((ycp, yh * wp), y.dtype)
+        i = np.int64(n)
+        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five)
+        _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, i, code[i])
+
+
+@njit(parallel=True, cache=True)
+def _conv_pool_fwd_draw(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, avg, pkh, pkw, psh, psw,
+                        y, code, mode, key, n0, p1, p2, mask):
+    """_conv_pool_fwd, then, as each image's y
     is written, a dropout or noise layer's draw (``mode``, ``key``, ``p1``, ``p2``: masks.Draw;
     dropout's mask [mb, pyh, pyw, yc] into ``mask``) with y's flat index as the counter, x[0]
     being image ``n0`` of the whole batch (numba_random._apply_draw)."""
@@ -270,8 +287,25 @@ def _pooled_grad(g_p, n, drop, mask, scale):
 
 
 @njit(parallel=True, cache=True)
-def _conv_pool_bwd(g_p, code, drop, mask, scale, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw, psh,
-                   psw, g_x, gk_part, gb_part, input_grad, wide):
+def _conv_pool_bwd(g_p, code, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw, psh, psw,
+                   g_x, gk_part, gb_part, input_grad, wide):
+    """The backward of _conv_pool_fwd, several input channels: numba_conv_bwd._conv_bwd with its
+    g_y frame made from the pooled gradient g_p [mb, pyh, pyw, yc] and ``code``."""
+    mb, _, _, xc = x.shape
+    yc = g_p.shape[3]
+    wp = yw + kw - 1
+    offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, wt_flip.shape[0])
+    for n in prange(mb):
+        gw = np.empty((yc, yh, wp), x.dtype)
+        i = np.int64(n)
+        _pool_grad(g_p, i, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
+        _bwd_image(x, i, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
+                   wide)
+
+
+@njit(parallel=True, cache=True)
+def _conv_pool_bwd_drop(g_p, code, drop, mask, scale, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw,
+                        psh, psw, g_x, gk_part, gb_part, input_grad, wide):
     """The backward of _conv_pool_fwd, several input channels: numba_conv_bwd._conv_bwd with its
     g_y frame made from the pooled gradient g_p [mb, pyh, pyw, yc] (with ``drop``: through the
     dropout's ``mask`` and ``scale`` first) and ``code``."""
@@ -289,8 +323,23 @@ def _conv_pool_bwd(g_p, code, drop, mask, scale, x, wt_flip, kh, kw, pt, pl, yh,
 
 
 @njit(parallel=True, cache=True)
-def _conv_pool_bwd_c1(g_p, code, drop, mask, scale, x, wtap, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw,
-                      psh, psw, g_x, gk_part, gb_part, input_grad, wide):
+def _conv_pool_bwd_c1(g_p, code, x, wtap, kh, kw, pt, pl, yh, yw, relu, avg, pkh, pkw, psh, psw,
+                      g_x, gk_part, gb_part, input_grad, wide):
+    """The backward of _conv_pool_fwd, one input channel: numba_conv_bwd._conv_bwd_c1 with its
+    g_y frame made from the pooled gradient g_p [mb, pyh, pyw, yc] and ``code``."""
+    mb = x.shape[0]
+    ycp, ntap5 = wtap.shape
+    offs = _c1_offsets(kh, kw, ntap5, yh, yw)
+    for n in prange(mb):
+        gw = np.empty((ycp, yh, yw), x.dtype)
+        i = np.int64(n)
+        _pool_grad(g_p, i, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
+        _bwd_c1_image(x, i, gw, wtap, kh, kw, pt, pl, offs, g_x, gk_part[n], gb_part[n], input_grad, wide)
+
+
+@njit(parallel=True, cache=True)
+def _conv_pool_bwd_drop_c1(g_p, code, drop, mask, scale, x, wtap, kh, kw, pt, pl, yh, yw, relu, avg, pkh,
+                           pkw, psh, psw, g_x, gk_part, gb_part, input_grad, wide):
     """The backward of _conv_pool_fwd, one input channel: numba_conv_bwd._conv_bwd_c1 with its
     g_y frame made from the pooled gradient g_p [mb, pyh, pyw, yc] (with ``drop``: through the
     dropout's ``mask`` and ``scale`` first) and ``code``."""

@@ -341,14 +341,16 @@ class NumbaHost:
         y = _output(out, (mb, pool_geo.yh, pool_geo.yw, yc), x.dtype)
         if code is None:
             code = np.empty(self.conv_pool_code_shape(mb, yc, geo, act, pool, pool_geo), np.uint8)
-        draw = NO_DRAW if draw is None else draw
+        args = (x, offs, wt, bias, k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh, geo.yw, blocked,
+                five, *self._pooling(act, pool, pool_geo), y, code)
+        if draw is None or draw.mode == NO_DRAW.mode:  # the kernel without the draw code (numba_fused)
+            self.k._conv_pool_fwd(*args)
+            return y, code
         if draw.mode == DROPOUT:
             _check_mask(mask, y.shape)
         else:
             mask = _no_mask(mb)
-        self.k._conv_pool_fwd(x, offs, wt, bias, k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh,
-                              geo.yw, blocked, five, *self._pooling(act, pool, pool_geo), y, code,
-                              draw.mode, draw.key, 0, draw.p1, draw.p2, mask)
+        self.k._conv_pool_fwd_draw(*args, draw.mode, draw.key, 0, draw.p1, draw.p2, mask)
         return y, code
 
     def conv_pool_backward(self, g_y: np.ndarray, code: np.ndarray, x: np.ndarray, k: np.ndarray,
@@ -363,16 +365,20 @@ class NumbaHost:
         g_x = _output(out, x.shape, x.dtype) if input_grad else _unused_g_x(x)
         gk_part, gb_part = self._gradient_parts(x, k, c1, wt)
         g_y = np.ascontiguousarray(g_y, x.dtype)
-        drop = mask is not None
-        if drop:
-            _check_mask(mask, g_y.shape)
-        dropout = (drop, mask if drop else _no_mask(x.shape[0]), 1.0 / float(keep))
-        args = (k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh, geo.yw,
+        args = (x, wt, k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh, geo.yw,
                 *self._pooling(act, pool, pool_geo), g_x, gk_part, gb_part, bool(input_grad), self.wide)
-        if c1:
-            self.k._conv_pool_bwd_c1(g_y, code, *dropout, x, wt, *args)
+        if mask is None:  # the kernels without the dropout code (numba_fused)
+            if c1:
+                self.k._conv_pool_bwd_c1(g_y, code, *args)
+            else:
+                self.k._conv_pool_bwd(g_y, code, *args)
         else:
-            self.k._conv_pool_bwd(g_y, code, *dropout, x, wt, *args)
+            _check_mask(mask, g_y.shape)
+            dropout = (True, mask, 1.0 / float(keep))
+            if c1:
+                self.k._conv_pool_bwd_drop_c1(g_y, code, *dropout, *args)
+            else:
+                self.k._conv_pool_bwd_drop(g_y, code, *dropout, *args)
         g_k, g_b = self._sum_parts(k, c1, gk_part, gb_part)
         return (g_x if input_grad else None), g_k, g_b
 

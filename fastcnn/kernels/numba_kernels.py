@@ -39,15 +39,17 @@ in the last bits)
                           or avg, any window and stride,    (as _avg_fwd): writes the pooled y and a
                           no pooling padding; and a         uint8 code (choice / ReLU mask); then a
                           dropout / noise layer right       dropout's or noise's draw on each image's
-                          after it (the pooling without     y as written (numba_random._apply_draw;
-                          an activation)                    mode 0: none)
+                          after it (the pooling without     y as written (numba_random._apply_draw):
+                          an activation)                    _conv_pool_fwd_draw
   conv_pool_backward    the same, 1 input channel         _conv_pool_bwd_c1: _pool_grad (the conv
                                                             output's gradient frame from the pooled
-                                                            gradient, after dropout's backward
-                                                            (_kept_grad) if any, and the code),
-                                                            _bwd_c1_image (the body of _conv_bwd_c1)
-                        the same, >1 input channels       _conv_pool_bwd: _pool_grad, _bwd_image (the
-                                                            body of _conv_bwd); then _sum_batch (simd)
+                                                            gradient and the code), _bwd_c1_image
+                                                            (the body of _conv_bwd_c1); after a
+                                                            dropout: _conv_pool_bwd_drop_c1, its
+                                                            backward (_kept_grad) first
+                        the same, >1 input channels       _conv_pool_bwd (_drop): _pool_grad,
+                                                            _bwd_image (the body of _conv_bwd); then
+                                                            _sum_batch (simd)
   (not fused)           gemm_conv convs, sigmoid / tanh   layer by layer: the conv and pooling rows
                           convs, padded pooling
   max_pool_*            any window, stride                _max_fwd / _max_bwd: flat passes _tap_max /
@@ -80,13 +82,21 @@ from __future__ import annotations
 from .numba_conv_bwd import _conv_bwd, _conv_bwd_c1
 from .numba_conv_fwd import _conv_fwd, _conv_fwd_blocked, _tap_offsets
 from .numba_elementwise import _adam, _ext_regions, _relu, _relu_backward, _undo_ext_regions
-from .numba_fused import _conv_pool_bwd, _conv_pool_bwd_c1, _conv_pool_fwd
+from .numba_fused import (
+    _conv_pool_bwd,
+    _conv_pool_bwd_c1,
+    _conv_pool_bwd_drop,
+    _conv_pool_bwd_drop_c1,
+    _conv_pool_fwd,
+    _conv_pool_fwd_draw,
+)
 from .numba_pool import _avg_bwd, _avg_fwd, _max_bwd, _max_fwd
 from .numba_simd import _sum_batch, num_threads
 
 __all__ = [
     "_WIDE", "_adam", "_avg_bwd", "_avg_fwd", "_conv_bwd", "_conv_bwd_c1", "_conv_fwd", "_conv_fwd_blocked",
-    "_conv_pool_bwd", "_conv_pool_bwd_c1", "_conv_pool_fwd",
+    "_conv_pool_bwd", "_conv_pool_bwd_c1", "_conv_pool_bwd_drop", "_conv_pool_bwd_drop_c1", "_conv_pool_fwd",
+    "_conv_pool_fwd_draw",
     "_ext_regions", "_max_bwd", "_max_fwd", "_relu", "_relu_backward", "_sum_batch", "_tap_offsets",
     "_undo_ext_regions", "num_threads",
 ]
