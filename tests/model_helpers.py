@@ -50,3 +50,14 @@ def numeric_grad(f, array, index, eps: float) -> float:
     down = f()
     array[index] = old
     return (up - down) / (2 * eps)
+
+
+def assert_sampled_grads(loss, arrays, grads, rng, count: int, eps: float = 1e-6, tol: float = 1e-6) -> None:
+    """At ``count`` random positions of each of ``arrays``, the central difference of
+    ``loss(*arrays)`` equals that array's analytic gradient in ``grads`` within
+    ``tol * max(1, |grad|)`` (the arrays are changed in place and restored)."""
+    for index, (array, grad) in enumerate(zip(arrays, grads, strict=True)):
+        for flat in rng.choice(array.size, min(count, array.size), replace=False):
+            pos = np.unravel_index(flat, array.shape)
+            num = numeric_grad(lambda: loss(*arrays), array, pos, eps)
+            assert abs(num - grad[pos]) < tol * max(1.0, abs(grad[pos])), (index, pos)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import naive
 import numpy as np
 import pytest
-from model_helpers import tiny_dataset
+from model_helpers import assert_sampled_grads, tiny_dataset
 
 from fastcnn import CnnModel, runtime
 from fastcnn import kernels as K
@@ -161,19 +161,7 @@ def test_the_reference_chain_matches_finite_differences(conv, pool, act):
     def loss(xx, kk, bb):
         return float(np.sum(g * _reference(xx, kk, bb, g, geo, pgeo, act, kind)[0]))
 
-    eps = 1e-6
-    for index, (array, grad) in enumerate(((x, g_x), (k, g_k), (b, g_b))):
-        for flat in rng.choice(array.size, min(6, array.size), replace=False):
-            pos = np.unravel_index(flat, array.shape)
-            args = [x, k, b]
-            plus, minus = array.copy(), array.copy()
-            plus[pos] += eps
-            minus[pos] -= eps
-            args[index] = plus
-            up = loss(*args)
-            args[index] = minus
-            down = loss(*args)
-            assert abs((up - down) / (2 * eps) - grad[pos]) < 1e-6 * max(1.0, abs(grad[pos])), (index, pos)
+    assert_sampled_grads(loss, [x, k, b], [g_x, g_k, g_b], rng, 6)
 
 
 def test_fused_kernels_keep_the_first_maximum_and_nan_as_the_layers_do():

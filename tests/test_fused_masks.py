@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_helpers import tiny_dataset
+from model_helpers import assert_sampled_grads, tiny_dataset
 
 from fastcnn import CnnModel, phase, runtime
 from fastcnn import kernels as K
@@ -156,20 +156,7 @@ def test_fused_step_with_a_fixed_draw_matches_finite_differences(what):
         return float(np.sum(g * host.conv_pool_forward(xx, kk, bb, geo, "relu", kind, pgeo, draw=draw,
                                                        mask=mask)[0]))
 
-    rng = np.random.default_rng(3)
-    eps = 1e-6
-    for index, (array, grad) in enumerate(((x, g_x), (k, g_k), (b, g_b))):
-        for flat in rng.choice(array.size, min(8, array.size), replace=False):
-            pos = np.unravel_index(flat, array.shape)
-            args = [x, k, b]
-            plus, minus = array.copy(), array.copy()
-            plus[pos] += eps
-            minus[pos] -= eps
-            args[index] = plus
-            up = loss(*args)
-            args[index] = minus
-            down = loss(*args)
-            assert abs((up - down) / (2 * eps) - grad[pos]) < 1e-6 * max(1.0, abs(grad[pos])), (index, pos)
+    assert_sampled_grads(loss, [x, k, b], [g_x, g_k, g_b], np.random.default_rng(3), 8)
 
 
 def test_a_fused_dropout_needs_its_mask_array():
