@@ -39,7 +39,7 @@ test: venv aot
 	@echo "test order: --randomly-seed=$(SEED) (repeat it: make test SEED=$(SEED))"
 	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$(SEED)
 
-demo: venv
+demo: venv aot
 	$(BIN)/fastcnn train
 
 bench: venv aot

@@ -1,6 +1,11 @@
-"""Root pytest hooks: benchmarks run only when asked for with ``--benchmark``."""
+"""Root pytest hooks: benchmarks run only when asked for with ``--benchmark``; numba compiles in process."""
 
+import os
 from pathlib import Path
+
+# the suites test numba's JIT kernels in the process: a cold cache compiles them here, as
+# ``FASTCNN_COLD_START=compile`` says (the prebuilt first run has its own tests, test_tiered.py)
+os.environ.setdefault("FASTCNN_COLD_START", "compile")
 
 BENCH_DIR = Path(__file__).parent / "benchmarks"
 
