@@ -29,6 +29,10 @@ from . import workers
 
 #: the built extension module and the file describing its build
 MODULE = "_numba_aot"
+#: the build is compiled in parts, one per float code, side by side (one process each); the
+#: float32 part also holds the dtype-free kernels. Part -> its module's name (the file of a
+#: part other than the first is ``_numba_aot.<part>.<extension suffix>``)
+PARTS = {"f4": MODULE, "f8": f"{MODULE}_f8"}
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILD_COMMAND = "python -m fastcnn.kernels.aot_build"
 
@@ -141,6 +145,11 @@ def signature(kernel: str, code: str | None) -> str:
     """pycc signature of one build, e.g. ``void(f4[:, ::1], i8)``."""
     kinds, result, _ = KERNELS[kernel]
     return f"{_type(result, code)}({', '.join(_type(k, code) for k in kinds)})"
+
+
+def part_of(code: str | None) -> str:
+    """The part of the build that holds a build of float code ``code`` (dtype-free: the first)."""
+    return code or next(iter(PARTS))
 
 
 def builds() -> list[tuple[str, str | None]]:
@@ -297,27 +306,52 @@ def build_problem() -> tuple[str | None, dict | None]:
         return f"damaged (unreadable build info: {exc})", None
     if info.get("source_sha256") != source_digest():
         return "stale (built from other kernel sources)", info
-    module = BUILD_INFO.parent / str(info.get("module"))
-    if not module.is_file():
-        return f"damaged (its extension module {module.name} is missing)", info
-    # checked before the import: loading a truncated module can kill the process (SIGBUS)
-    if info.get("module_sha256") != file_digest(module):
-        return f"damaged ({module.name} is not the file that was built: truncated or overwritten)", info
+    for _, file, digest in module_files(info):
+        module = BUILD_INFO.parent / str(file)
+        if not module.is_file():
+            return f"damaged (its extension module {module.name} is missing)", info
+        # checked before the import: loading a truncated module can kill the process (SIGBUS)
+        if digest != file_digest(module):
+            return f"damaged ({module.name} is not the file that was built: truncated or overwritten)", info
     return cpu_problem(info), info
 
 
-def _import_build(info: dict):
-    """Import the checked extension module named in ``info`` (ImportError if it cannot load)."""
+def module_files(info: dict) -> list[tuple[str, str, str]]:
+    """``(module name, file name, SHA-256)`` of every part in a build info: the first part's
+    ``module``, then ``parts`` (a build from before the parts has only the first)."""
+    files = [(MODULE, info.get("module"), info.get("module_sha256"))]
+    for part, entry in sorted((info.get("parts") or {}).items()):
+        files.append((PARTS.get(part, part), entry.get("module"), entry.get("module_sha256")))
+    return files
+
+
+class _Exports:
+    """The exports of every part of a build, as one namespace."""
+
+    def __init__(self, modules):
+        self._modules = modules
+
+    def __getattr__(self, name: str):
+        for module in self._modules:
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(f"no part of the build exports {name}")
+
+
+def _import_build(info: dict) -> _Exports:
+    """Import the checked extension modules named in ``info`` (ImportError if one cannot load)."""
     from importlib import util
 
-    name = f"{__package__}.{MODULE}"
-    path = BUILD_INFO.parent / info["module"]
-    spec = util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{path} is not an extension module")
-    module = util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    modules = []
+    for module_name, file, _ in module_files(info):
+        path = BUILD_INFO.parent / file
+        spec = util.spec_from_file_location(f"{__package__}.{module_name}", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{path} is not an extension module")
+        module = util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules.append(module)
+    return _Exports(modules)
 
 
 def rebuild_in_subprocess() -> None:

@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,8 +69,47 @@ def _releasing_the_gil():
         compiler.Flags = plain
 
 
+def _import_pycc():
+    """numba's pycc compiler class; its pending-deprecation warning is shown once, on stderr, by
+    the building process (a part's child process keeps it quiet)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("once", PendingDeprecationWarning)  # shown, once
+        warnings.simplefilter("once", DeprecationWarning)
+        from numba.pycc import CC
+    return CC
+
+
+def build_part(part: str, output_dir: Path, verbose: bool = False) -> Path:
+    """Compile the builds of one part of the build (``aot.PARTS``) into ``output_dir``; the file."""
+    CC = _import_pycc()
+    name = aot.PARTS[part]
+    cc = CC(name)
+    cc.output_dir = str(output_dir)
+    cc.target_cpu = "host"
+    cc.verbose = verbose
+    for kernel, code in aot.builds():
+        if aot.part_of(code) != part:
+            continue
+        home = aot.KERNEL_MODULES.get(kernel, "numba_kernels")
+        module = importlib.import_module(f".{home}", __package__)
+        function = getattr(module, kernel).py_func
+        cc.export(aot.export_name(kernel, code), aot.signature(kernel, code))(function)
+    with _releasing_the_gil():
+        cc.compile()
+    (built,) = Path(output_dir).glob(f"{name}.*")
+    return built
+
+
+def _start_part(part: str, output_dir: Path, verbose: bool) -> subprocess.Popen:
+    """Build one part in a child process (the parts compile side by side, one core each)."""
+    args = [sys.executable, "-W", "ignore::PendingDeprecationWarning", "-m", f"{__package__}.aot_build",
+            "--part", part, "--output", str(output_dir), "--any-numba"] + (["--verbose"] if verbose else [])
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def build(verbose: bool = False, any_numba: bool = False) -> dict:
-    """Compile every build of ``aot.KERNELS`` into the package; return the build info written.
+    """Compile every build of ``aot.KERNELS`` into the package, a part per process (``aot.PARTS``);
+    return the build info written.
 
     numba's pending-deprecation warning for pycc is shown once, on stderr.
     """
@@ -79,31 +119,32 @@ def build(verbose: bool = False, any_numba: bool = False) -> dict:
     problem = numba_version_problem(numba.__version__)
     if problem and not any_numba:
         raise RuntimeError(problem)
-    with warnings.catch_warnings():
-        warnings.simplefilter("once", PendingDeprecationWarning)  # shown, once
-        warnings.simplefilter("once", DeprecationWarning)
-        from numba.pycc import CC
+    _import_pycc()
 
     from . import numba_kernels
 
     aot.BUILD_INFO.parent.mkdir(parents=True, exist_ok=True)
     aot.remove_build()
     start = time.perf_counter()
+    first, *others = aot.PARTS
     with tempfile.TemporaryDirectory(dir=aot.BUILD_INFO.parent) as tmp:
-        cc = CC(aot.MODULE)
-        cc.output_dir = tmp
-        cc.target_cpu = "host"
-        cc.verbose = verbose
-        for kernel, code in aot.builds():
-            home = aot.KERNEL_MODULES.get(kernel, "numba_kernels")
-            module = importlib.import_module(f".{home}", __package__)
-            function = getattr(module, kernel).py_func
-            cc.export(aot.export_name(kernel, code), aot.signature(kernel, code))(function)
-        with _releasing_the_gil():
-            cc.compile()
-        (built,) = Path(tmp).glob(f"{aot.MODULE}.*")
-        module_file = aot.BUILD_INFO.parent / built.name
-        os.replace(built, module_file)
+        children = {part: _start_part(part, Path(tmp), verbose) for part in others}
+        try:
+            built = {first: build_part(first, Path(tmp), verbose)}
+        finally:
+            reports = {part: child.communicate() for part, child in children.items()}
+        for part, child in children.items():
+            report = reports[part][0] or ""
+            if child.returncode != 0:
+                tail = " ".join(report.strip().splitlines()[-3:])
+                raise RuntimeError(f"building the {part} part failed (exit status {child.returncode}): {tail}")
+            (built[part],) = Path(tmp).glob(f"{aot.PARTS[part]}.*")
+        files = {}
+        for part, path in built.items():  # the first part keeps its name; the others: _numba_aot.<part>.<suffix>
+            target = aot.BUILD_INFO.parent / (path.name if part == first else
+                                              f"{aot.MODULE}.{part}{path.name[len(aot.PARTS[part]):]}")
+            os.replace(path, target)
+            files[part] = {"module": target.name, "module_sha256": aot.file_digest(target)}
     features = binding.get_host_cpu_features()
     info = {
         "cpu": binding.get_host_cpu_name(),
@@ -111,8 +152,9 @@ def build(verbose: bool = False, any_numba: bool = False) -> dict:
         "wide": bool(numba_kernels._WIDE),
         "numba": numba.__version__,
         "source_sha256": aot.source_digest(),
-        "module": module_file.name,
-        "module_sha256": aot.file_digest(module_file),  # a truncated module would crash its importer
+        # a truncated module would crash its importer: each file's digest is checked first
+        **files[first],
+        "parts": {part: files[part] for part in others},
         "kernels": [list(b) for b in aot.builds()],
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -127,8 +169,14 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print pycc's compile steps")
     parser.add_argument("--any-numba", action="store_true",
                         help="build with a numba version the build is not tested with")
+    parser.add_argument("--part", choices=list(aot.PARTS), help=argparse.SUPPRESS)  # a child of the build
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    print(f"fastcnn: compiling {len(aot.builds())} kernel builds ahead of time (about a minute)...",
+    if args.part:
+        build_part(args.part, args.output, args.verbose)
+        return 0
+    print(f"fastcnn: compiling {len(aot.builds())} kernel builds ahead of time, {len(aot.PARTS)} parts side by "
+          "side (about half a minute on 2 cores)...",
           flush=True)
     try:
         info = build(args.verbose, args.any_numba)
