@@ -137,10 +137,12 @@ def build(verbose: bool = False, any_numba: bool = False) -> dict:
             report = reports[part][0] or ""
             if child.returncode != 0:
                 tail = " ".join(report.strip().splitlines()[-3:])
-                raise RuntimeError(f"building the {part} part failed (exit status {child.returncode}): {tail}")
+                raise RuntimeError(f"building the {part} part failed (exit status {child.returncode}): "
+                                   f"{tail}")
             (built[part],) = Path(tmp).glob(f"{aot.PARTS[part]}.*")
         files = {}
-        for part, path in built.items():  # the first part keeps its name; the others: _numba_aot.<part>.<suffix>
+        # the first part keeps its name; the others become _numba_aot.<part>.<suffix>
+        for part, path in built.items():
             target = aot.BUILD_INFO.parent / (path.name if part == first else
                                               f"{aot.MODULE}.{part}{path.name[len(aot.PARTS[part]):]}")
             os.replace(path, target)
@@ -175,9 +177,8 @@ def main(argv=None) -> int:
     if args.part:
         build_part(args.part, args.output, args.verbose)
         return 0
-    print(f"fastcnn: compiling {len(aot.builds())} kernel builds ahead of time, {len(aot.PARTS)} parts side by "
-          "side (about half a minute on 2 cores)...",
-          flush=True)
+    print(f"fastcnn: compiling {len(aot.builds())} kernel builds ahead of time, {len(aot.PARTS)} parts "
+          "side by side (about half a minute on 2 cores)...", flush=True)
     try:
         info = build(args.verbose, args.any_numba)
     except Exception as exc:  # noqa: BLE001 - any failure: say so, leave no build behind

@@ -97,7 +97,8 @@ def compile_builds(names, out=sys.stdout) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("keys", nargs="*", help="builds to compile, e.g. _conv_fwd:f4 (default: every float32 build)")
+    parser.add_argument("keys", nargs="*",
+                        help="builds to compile, e.g. _conv_fwd:f4 (default: every float32 build)")
     parser.add_argument("--background", action="store_true", help=f"run at niceness +{BACKGROUND_NICE}")
     args = parser.parse_args(argv)
     if args.background and hasattr(os, "nice"):

@@ -20,6 +20,7 @@ where there is no prebuilt build (the run says so and shows progress).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import subprocess
 import sys
@@ -122,10 +123,8 @@ kernels the host calls;
 
     def _say(self, text: str) -> None:
         out = self._out if self._out is not None else sys.stderr
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr: carry on in silence
             print(f"fastcnn: {text}", file=out, flush=True)
-        except (OSError, ValueError):  # a closed stderr: carry on in silence
-            pass
 
     def want(self, key: str) -> None:
         """A call ran the prebuilt build ``key``: note it, and now and then look for news."""
@@ -181,7 +180,9 @@ kernels the host calls;
         first = sorted(self.used - self.ready)
         if not whole_set:
             return first
-        return first + [name for name in jit_ready.dtype_set("f4") if name not in self.ready and name not in self.used]
+        done = self.ready | self.used
+        rest = [name for name in jit_ready.dtype_set("f4") if name not in done]
+        return first + rest
 
     def _finish(self) -> None:
         if self.complete:
