@@ -1,17 +1,17 @@
 """The ``numba`` backend's first run: the prebuilt kernels at once, numba's parallel ones once compiled.
 
-numba compiles a parallel kernel in 5-12 s, and the whole float32 set takes about a
-minute and a half on one core (docs/performance.md): a first run would wait that long.
-The same kernels, compiled serially ahead of time when fastcnn is installed
-(``numba-aot``, ``make aot``), give the same bits, 1.1-1.3x slower (their threads
-are cut per call). So on a cold cache, when that build is there, the backend starts on
-it and a child process compiles numba's kernels into the cache in the background, at
-low priority (``python -m fastcnn.kernels.jit_warm``). Each kernel switches over as
-soon as its build is recorded ready (``jit_ready``); once every float32 kernel and every
-build the process has used are ready, the backend calls numba's kernels directly. The
-child gets the builds the process has used first, then the rest of the float32 set;
-float64 builds only when a float64 call asked for them. A later process finds the
-cache warm and never starts this.
+numba compiles a parallel kernel in 5-15 s: SimpleConvNet's take 25 s, the whole
+float32 set 90 s on one core (AMD Zen 5; docs/numba_aot.md). The same kernels,
+compiled serially when fastcnn is installed (``numba-aot``, ``make aot``), give the
+same bits, 1.1-1.3x slower (their threads are cut per call). So on a cold cache, when
+that build is there, the backend starts on it, and START_DELAY seconds after its first
+call (a first step has shown which kernels the run uses) a child process compiles
+those kernels into numba's cache (``python -m fastcnn.kernels.jit_warm``). Each kernel
+switches over as soon as its build is recorded ready (``jit_ready``); a float64 call
+asks for its float64 build. At exit, a run that still misses some of the float32 set
+starts a last child, at low priority, that outlives it and compiles the rest, so the
+next process finds the cache warm and never starts any of this. Once the float32
+builds of every kernel the host calls are ready, the host calls numba's kernels directly.
 
 ``FASTCNN_COLD_START=compile`` turns it off: numba compiles in the process, as it must
 where there is no prebuilt build (the run says so and shows progress).
@@ -115,6 +115,7 @@ kernels the host calls;
         self._first: float | None = None
         self._next = 0.0
         self._started: float | None = None
+        self._announced = False
         #: the float32 builds of the kernels the host calls: once ready (and every build used),
         #: the host calls numba's kernels directly
         self.host_set = host_builds(jit)
@@ -157,8 +158,14 @@ kernels the host calls;
                 self.failed = f"exit status {status}"
                 self._say(f"compiling numba's kernels in the background failed ({self.failed}; see "
                           f"{self.folder / LOG_FILE}); running on the prebuilt kernels")
-        if not self.missing() and self.ready.issuperset(self.host_set):
-            self._finish()
+        if not self.missing():
+            if self._started is not None and not self._announced:
+                self._announced = True
+                seconds = self._clock() - self._started
+                self._say(f"numba's parallel kernels for this run are ready ({seconds:.0f} s); "
+                          "switched to them")
+            if self.ready.issuperset(self.host_set):
+                self._finish()
         elif self.failed is None and self.missing():
             self._started = self._started or self._clock()
             self.child = self._spawn(self.missing(), self.folder, background=False)
@@ -185,13 +192,9 @@ kernels the host calls;
         return first + rest
 
     def _finish(self) -> None:
-        if self.complete:
-            return
-        self.complete = True
-        if self._started is not None:
-            self._say(f"numba's parallel kernels are ready ({self._clock() - self._started:.0f} s); "
-                      "switched to them")
-        self._on_complete()
+        if not self.complete:
+            self.complete = True
+            self._on_complete()
 
 
 def host_builds(jit: dict) -> list[str]:
