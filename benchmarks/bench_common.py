@@ -7,6 +7,11 @@ import platform
 
 import numpy as np
 
+# benchmarks time numba's own kernels: on a cold cache they compile in the process (and the
+# processes a script starts inherit this), never the prebuilt first run with a compile in the
+# background beside the timing (fastcnn.kernels.tiered); startup_scaling.py sets its own
+os.environ.setdefault("FASTCNN_COLD_START", "compile")
+
 #: backends timed on a reduced batch and scaled per image in the report
 SLOW_BACKENDS = {"better", "adhoc"}
 SMALL_BATCH = 1

@@ -25,9 +25,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
+
+os.environ.setdefault("FASTCNN_COLD_START", "compile")  # time numba's own kernels (bench_common says why)
 
 FLOWERS = ("daisy", "dandelion", "rose", "sunflower", "tulip")
 BOOK_STEPS = 10 * (3460 // 10)

@@ -37,6 +37,8 @@ needs_aot = pytest.mark.skipif(not AOT, reason="numba-aot not built (make aot): 
 IDENT = {"sources": "test-sources", "cpu": "test-cpu", "numba": "0.0"}
 #: the kernels the fake ``jit`` namespace serves: float ones, and one without float arrays
 NAMES = ("_relu", "_relu_backward", "_max_fwd", "_tap_offsets")
+#: the line saying numba's builds serve the run (``seconds`` since the first child started)
+ANNOUNCED = r"fastcnn: numba's parallel kernels (for this run )?are ready \({seconds} s\); switched to them"
 #: modification times handed out by ``mark_ready`` (distinct whatever the file system's granularity)
 _MTIMES = itertools.count(1_600_000_000_000_000_000, 1_000_000)
 
@@ -422,12 +424,31 @@ def test_on_complete_once_every_used_and_host_build_is_ready(rig):
     rig.spawner.children[0].status = 0
     max_fwd(rig.at(3.0), np.float64)
     assert rig.completed == 1 and rig.tiers.complete
-    assert rig.lines()[-1] == "fastcnn: numba's parallel kernels are ready (1 s); switched to them"
+    assert re.fullmatch(ANNOUNCED.format(seconds=1), rig.lines()[-1])
     for _ in range(3):
         rig.tiers.poll()
     assert rig.completed == 1
     assert len(rig.spawner.calls) == 1
     assert relu_backward(rig.tiers, np.float64) == ("jit", "_relu_backward")
+
+
+def test_the_run_s_builds_ready_is_announced_once_without_completing(rig):
+    """Every used build ready after a child: one line; the host set incomplete: no on_complete."""
+    relu(rig.at(0.0))
+    relu(rig.at(1.0))
+    assert rig.spawner.calls == [(["_relu:f4"], rig.folder, False)]
+    mark_ready(rig.folder, ["_relu:f4"])
+    rig.spawner.children[0].status = 0
+    relu(rig.at(4.0))  # the poll that finds it
+    assert re.fullmatch(ANNOUNCED.format(seconds=3), rig.lines()[-1]) and len(rig.lines()) == 2
+    assert rig.completed == 0 and not rig.tiers.complete
+    assert relu(rig.tiers) == ("jit", "_relu")
+    max_fwd(rig.at(5.0))  # a new build: a new child, and no second line when it is ready
+    mark_ready(rig.folder, ["_max_fwd:f4"])
+    rig.spawner.children[1].status = 0
+    max_fwd(rig.at(6.0))
+    assert len(rig.spawner.calls) == 2 and len(rig.lines()) == 2
+    assert rig.completed == 0
 
 
 def test_start_before_exit_hands_the_rest_of_the_float32_set_to_a_background_child(tmp_path):
