@@ -17,6 +17,8 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
+import threading
 import types
 from pathlib import Path
 
@@ -409,6 +411,50 @@ def test_a_failed_child_is_reported_once_and_never_restarted(rig):
     assert len(rig.spawner.calls) == 1 and len(rig.lines()) == 2
 
 
+def test_a_child_that_exits_0_without_recording_its_builds_is_not_restarted(rig):
+    """A child that ends well but records nothing it was given (e.g. the sources changed under the
+    run: it records under another identity) is reported once and never started again."""
+    relu(rig.at(0.0))
+    relu(rig.at(1.0))
+    mark_ready(rig.folder, ["_relu:f4"], ident={**IDENT, "sources": "edited"})
+    rig.spawner.children[0].status = 0
+    for step in range(2, 12):
+        assert relu(rig.at(float(step))) == ("prebuilt", "_relu")
+    assert len(rig.spawner.calls) == 1
+    assert rig.tiers.failed == "it ended without recording _relu:f4"
+    assert len([line for line in rig.lines() if "failed (it ended without recording _relu:f4" in line]) == 1
+
+
+def test_a_write_with_an_unchanged_mtime_is_read_when_the_child_ends(rig):
+    """The record is read again when a child is reaped, whatever its mtime says."""
+    relu(rig.at(0.0))
+    relu(rig.at(1.0))
+    mark_ready(rig.folder, [])
+    record = rig.folder / jit_ready.READY_FILE
+    relu(rig.at(2.0))  # the parent notes this mtime
+    old = record.stat().st_mtime_ns
+    jit_ready.add(rig.folder, IDENT, ["_relu:f4"])
+    os.utime(record, ns=(old, old))  # the child's write within the same clock tick
+    rig.spawner.children[0].status = 0
+    relu(rig.at(3.0))
+    assert rig.tiers.failed is None and len(rig.spawner.calls) == 1
+    assert relu(rig.tiers) == ("jit", "_relu")
+
+
+def test_a_child_that_cannot_start_is_reported_and_the_run_goes_on(rig, monkeypatch):
+    """Popen failing (no processes left, say) is not the training step's error: one line, prebuilt."""
+    def refuse(names, folder, background=False):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(rig.tiers, "_spawn", refuse)
+    relu(rig.at(0.0))
+    for step in range(1, 6):
+        assert relu(rig.at(float(step))) == ("prebuilt", "_relu")
+    rig.tiers.start_before_exit()
+    failed = [line for line in rig.lines() if "could not start" in line]
+    assert len(failed) == 1 and "Resource temporarily unavailable" in failed[0]
+
+
 def test_on_complete_once_every_used_and_host_build_is_ready(rig):
     """on_complete runs once, only when the used builds (f8 too) and the host's f4 set are ready."""
     relu(rig.at(0.0))
@@ -641,6 +687,30 @@ def test_install_leaves_the_host_alone_when_off_warm_or_unusable(cold_install, m
     monkeypatch.setattr(jit_warm, "cached", lambda kernels, names: list(names))
     assert tiered.install(host, numba_kernels, lambda: 2) is None
     assert jit_ready.read(cold_install, IDENT) == set(needed)
+    # a child compiling holds the record's lock: the start records nothing and does not wait
+    (cold_install / jit_ready.READY_FILE).unlink()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from fastcnn.kernels import jit_ready
+        with jit_ready.locked(Path({str(cold_install)!r})):
+            print("held", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    start = threading.Thread(target=lambda: None)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = []
+        start = threading.Thread(target=lambda: result.append(tiered.install(host, numba_kernels, lambda: 2)))
+        start.start()
+        start.join(timeout=30)  # a start that waited for the lock would still be waiting
+        assert not start.is_alive() and result == [None]  # warm by the indexes
+        assert not (cold_install / jit_ready.READY_FILE).exists()  # not recorded: the lock was busy
+    finally:
+        holder.communicate("", timeout=30)
+        if start.ident is not None:
+            start.join(timeout=30)
+    mark_ready(cold_install, needed)
     # the ready file alone says warm: the cache indexes are not read
     monkeypatch.setattr(jit_warm, "cached", lambda kernels, names: pytest.fail("indexes read"))
     assert tiered.install(host, numba_kernels, lambda: 2) is None

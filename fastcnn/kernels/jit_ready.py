@@ -72,11 +72,12 @@ def stamp(folder: Path) -> float | None:
 
 
 @contextlib.contextmanager
-def locked(folder: Path):
-    """The record's lock, held for the block (one writer, or one compiling child, at a time)."""
+def locked(folder: Path, wait: bool = True):
+    """The record's lock, held for the block (one writer, or one compiling child, at a time).
+    ``wait=False``: BlockingIOError at once if another process holds it (a child compiling)."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_FILE, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
             yield
         finally:

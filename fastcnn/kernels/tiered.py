@@ -116,6 +116,7 @@ kernels the host calls;
         self._next = 0.0
         self._started: float | None = None
         self._announced = False
+        self._given: set[str] = set()
         #: the float32 builds of the kernels the host calls: once ready (and every build used),
         #: the host calls numba's kernels directly
         self.host_set = host_builds(jit)
@@ -145,19 +146,18 @@ kernels the host calls;
 
     def poll(self) -> None:
         """Read the ready file if it changed, reap a finished child, start one for what is missing."""
-        stamp = jit_ready.stamp(self.folder)
-        if stamp != self._stamp:
-            self._stamp = stamp
-            self.ready = jit_ready.read(self.folder, self.ident)
+        self._read_record()
         if self.child is not None:
             status = self.child.poll()
             if status is None:
                 return
             self.child = None
+            self._read_record(force=True)  # a write within the file clock's tick has the old mtime
+            left = sorted(self._given.intersection(self.missing()))
             if status != 0:
-                self.failed = f"exit status {status}"
-                self._say(f"compiling numba's kernels in the background failed ({self.failed}; see "
-                          f"{self.folder / LOG_FILE}); running on the prebuilt kernels")
+                self._give_up(f"exit status {status}")
+            elif left:
+                self._give_up(f"it ended without recording {', '.join(left)}")
         if not self.missing():
             if self._started is not None and not self._announced:
                 self._announced = True
@@ -166,9 +166,33 @@ kernels the host calls;
                           "switched to them")
             if self.ready.issuperset(self.host_set):
                 self._finish()
-        elif self.failed is None and self.missing():
+        elif self.failed is None:
             self._started = self._started or self._clock()
-            self.child = self._spawn(self.missing(), self.folder, background=False)
+            self._start_child(self.missing(), background=False)
+
+    def _read_record(self, force: bool = False) -> None:
+        stamp = jit_ready.stamp(self.folder)
+        if force or stamp != self._stamp:
+            self._stamp = stamp
+            self.ready = jit_ready.read(self.folder, self.ident)
+
+    def _start_child(self, names: list[str], background: bool) -> subprocess.Popen | None:
+        """A child compiling ``names``; None (and no other child, said once) if it cannot start."""
+        try:
+            child = self._spawn(names, self.folder, background=background)
+        except (OSError, ValueError) as exc:
+            self._give_up(f"it could not start: {exc}")
+            return None
+        self._given = set(names)
+        if not background:
+            self.child = child
+        return child
+
+    def _give_up(self, why: str) -> None:
+        """No more children: the run carries on with the prebuilt kernels for what is missing."""
+        self.failed = why
+        self._say(f"compiling numba's kernels in the background failed ({why}; see "
+                  f"{self.folder / LOG_FILE}); running on the prebuilt kernels")
 
     def start_before_exit(self) -> None:
         """At exit: a child (at low priority, outliving this process) for what is still missing of
@@ -177,8 +201,8 @@ kernels the host calls;
         if self.complete or self.failed is not None:
             return
         missing = self.missing(whole_set=True)
-        if missing:
-            child = self._spawn(missing, self.folder, background=True)
+        child = self._start_child(missing, background=True) if missing else None
+        if child is not None:
             self._say(f"numba goes on compiling {len(missing)} kernel builds in the background (pid "
                       f"{child.pid}, about a minute, once; log: {self.folder / LOG_FILE})")
 
@@ -221,7 +245,7 @@ def install(host, jit_module, threads) -> TieredKernels | None:
     found = jit_warm.cached(jit, [name for name in needed if name not in ready])
     if found:  # compiled by an earlier process in place: recorded, so the next start reads one file
         try:
-            with jit_ready.locked(folder):
+            with jit_ready.locked(folder, wait=False):  # a child compiling holds it: no waiting here
                 ready = jit_ready.add(folder, ident, found)
         except OSError:
             ready |= set(found)
