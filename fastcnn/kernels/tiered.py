@@ -139,7 +139,7 @@ kernels the host calls;
             atexit.register(self.start_before_exit)
             self._say("first run on this CPU: running the prebuilt kernels (numba-aot, the same results) "
                       "while numba compiles its faster parallel ones in the background, once "
-                      f"(about 1-2 min; cached in {self.folder})")
+                      f"(about half a minute; cached in {self.folder})")
         if now >= self._next:
             self._next = now + POLL_SECONDS
             self.poll()
