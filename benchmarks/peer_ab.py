@@ -18,15 +18,18 @@ Usage::
 
     python benchmarks/peer_ab.py [--rounds 6 --steps 30 --workloads simpleconvnet,flowers10]
     python benchmarks/peer_ab.py --aot --no-torch   # the numba JIT against the numba-aot build
+    python benchmarks/peer_ab.py --before HEAD~1 --no-torch   # this tree against a revision
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -41,7 +44,8 @@ WORKLOADS = {
     "office31": ("office31", (96, 96, 3), 32, 34, "office31"),
 }
 TORCH_LAYOUTS = ("nchw", "channels_last")
-LABELS = {"fastcnn": "fastcnn (numba)", "fastcnn-aot": "fastcnn (numba-aot)"}
+LABELS = {"fastcnn": "fastcnn (numba)", "fastcnn-aot": "fastcnn (numba-aot)",
+          "fastcnn-before": "fastcnn (numba), --before"}
 
 CHILD = textwrap.dedent(
     """
@@ -50,7 +54,7 @@ CHILD = textwrap.dedent(
     variant, preset, h, w, c, mb, classes, builder, warmup, steps, threads = sys.argv[2:13]
     h, w, c, mb, classes, warmup, steps, threads = map(int, (h, w, c, mb, classes, warmup, steps, threads))
     import numpy as np
-    BACKENDS = {"fastcnn": "numba", "fastcnn-aot": "numba-aot"}
+    BACKENDS = {"fastcnn": "numba", "fastcnn-aot": "numba-aot", "fastcnn-before": "numba"}
     times = []
     if variant.startswith("fastcnn"):
         from fastcnn import CnnModel, runtime
@@ -109,6 +113,9 @@ def main(argv=None) -> int:
     parser.add_argument("--aot", action="store_true",
                         help="also time the numba-aot backend (the kernels compiled ahead of time)")
     parser.add_argument("--no-torch", action="store_true", help="time fastcnn only")
+    parser.add_argument("--before", metavar="REV",
+                        help="also time the numba backend of git revision REV (checked out into a temporary "
+                             "worktree; this tree is not touched)")
     parser.add_argument("--workloads", default="simpleconvnet,flowers10",
                         help=f"comma-separated, from: {', '.join(WORKLOADS)}")
     args = parser.parse_args(argv)
@@ -117,7 +124,30 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; valid: {', '.join(WORKLOADS)}")
     torch_layouts = list(TORCH_LAYOUTS) if not args.no_torch and torch_available() else []
-    variants = ["fastcnn"] + (["fastcnn-aot"] if args.aot else []) + torch_layouts
+    variants = (["fastcnn"] + (["fastcnn-aot"] if args.aot else [])
+                + (["fastcnn-before"] if args.before else []) + torch_layouts)
+    with contextlib.ExitStack() as stack:
+        before = stack.enter_context(_worktree(args.before)) if args.before else None
+        _run(args, names, variants, torch_layouts, before)
+    return 0
+
+
+@contextlib.contextmanager
+def _worktree(rev: str):
+    """A temporary git worktree of ``rev`` (its numba cache compiles in the first round's warm-up)."""
+    root = HERE.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "before"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(path), rev],
+                       check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(path)],
+                           check=False, capture_output=True)
+
+
+def _run(args, names, variants, torch_layouts, before) -> None:
     print(cpu_description())
     print(f"{args.rounds} rounds x {args.steps} steps, {args.threads} threads, "
           "fresh process per round and variant")
@@ -126,8 +156,10 @@ def main(argv=None) -> int:
         times = {v: [] for v in variants}
         for r in range(args.rounds):
             for variant in (variants if r % 2 == 0 else variants[::-1]):
+                code = CHILD if variant != "fastcnn-before" else (
+                    f"import sys; sys.path.insert(0, {str(before)!r})\n" + CHILD)
                 out = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(HERE), variant, preset, str(h), str(w), str(c), str(mb),
+                    [sys.executable, "-c", code, str(HERE), variant, preset, str(h), str(w), str(c), str(mb),
                      str(classes), builder, str(args.warmup), str(args.steps), str(args.threads)],
                     capture_output=True, text=True, check=True)
                 times[variant] += json.loads(out.stdout.splitlines()[-1])
@@ -136,6 +168,10 @@ def main(argv=None) -> int:
         for v, (lo, med) in stats.items():
             label = LABELS.get(v, f"PyTorch {v}")
             print(f"  {label:24s} {lo:8.2f} {med:8.2f}")
+        if args.before:
+            old, new = stats["fastcnn-before"], stats["fastcnn"]
+            print(f"  {args.before} / this tree: {old[0] / new[0]:.2f} on the min, "
+                  f"{old[1] / new[1]:.2f} on the median")
         if args.aot:
             print(f"  numba-aot / numba: {stats['fastcnn-aot'][0] / stats['fastcnn'][0]:.2f} on the min, "
                   f"{stats['fastcnn-aot'][1] / stats['fastcnn'][1]:.2f} on the median")
@@ -144,7 +180,6 @@ def main(argv=None) -> int:
             lo, med = stats["fastcnn"]
             print(f"  faster PyTorch layout: {best}; fastcnn is {stats[best][0] / lo:.2f}x faster "
                   f"on the min, {stats[best][1] / med:.2f}x on the median")
-    return 0
 
 
 if __name__ == "__main__":
