@@ -5,7 +5,8 @@ parallel pass per image (``prange`` over images). Forward: the conv output of
 one image is made in a per-thread planar frame (``_conv_image``, the prange
 body of the unfused forward), copied to an NHWC scratch image (the unfused
 forward's transposes), and its ReLU and pooling run there, in cache (the scans
-of numba_pool, one image at a time); only the pooled output leaves, with a
+of numba_pool, one image at a time); a 2x2 stride-2 max pooling reads the frame
+itself (``_max2_frame``, the same bits); only the pooled output leaves, with a
 compact ``code`` for the backward: where each max came from, and ReLU's mask.
 Backward: the conv output's gradient is rebuilt per image in a frame from the
 pooled gradient and ``code`` (pooling's and the activation's backward), then

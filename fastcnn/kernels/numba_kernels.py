@@ -35,7 +35,8 @@ in the last bits)
                           padding, channels, batch), its    rows above: _corr5 / _corr4x3 / _corr, the same
                           activation relu or none, then     choice) into a frame; _from_frame to an NHWC
                           the pooling layer right after     scratch image, _relu_row; _max_image
-                          it: max (window <= 128 elements)  (_tap_argmax, as _max_bwd) or _avg_image
+                          it: max (window <= 128 elements)  (_tap_argmax, as _max_bwd; 2x2 stride 2:
+                                                            _max2_frame on the planar frame) or _avg_image
                           or avg, any window and stride,    (as _avg_fwd): writes the pooled y and a
                           no pooling padding; and a         uint8 code (choice / ReLU mask); then a
                           dropout / noise layer right       dropout's or noise's draw on each image's
