@@ -589,7 +589,7 @@ def test_spawn_child_runs_jit_warm_into_the_log_file(tmp_path, monkeypatch):
     assert tiered.spawn_child(["_relu:f4", "_tap_offsets:-"], tmp_path, background=True).pid == 77
     assert tiered.spawn_child(["_relu:f8"], tmp_path, background=False).pid == 77
     (cmd1, kw1, log1), (cmd2, _, log2) = started
-    child = [sys.executable, "-m", "fastcnn.kernels.jit_warm"]
+    child = [sys.executable, "-m", "fastcnn.kernels.jit_warm", "--folder", str(tmp_path)]
     assert cmd1 == [*child, "--background", "_relu:f4", "_tap_offsets:-"]
     assert cmd2 == [*child, "_relu:f8"]
     assert log1 == log2 == tmp_path / tiered.LOG_FILE and log1.is_file()
@@ -920,9 +920,13 @@ def test_jit_warm_and_a_cold_import_end_to_end(tmp_path):
     assert data["ready"] == ["_relu:f4", "_relu_backward:f4"]
     assert sorted(data["identity"]) == ["cpu", "numba", "sources"]
 
-    again = _run(["-m", "fastcnn.kernels.jit_warm", "_relu:f4", "_relu_backward:f4"], env)
+    again = _run(["-m", "fastcnn.kernels.jit_warm", "--folder", str(records[0].parent), "_relu:f4",
+                  "_relu_backward:f4"], env)  # as the backend starts it: the lock taken first
     assert again.returncode == 0, again.stderr
     assert "fastcnn: 0 kernel builds compiled" in again.stdout
+    elsewhere = _run(["-m", "fastcnn.kernels.jit_warm", "--folder", str(tmp_path), "_relu:f4"], env)
+    assert elsewhere.returncode != 0
+    assert f"numba caches fastcnn's kernels in {records[0].parent}, not in {tmp_path}" in elsewhere.stderr
 
     bad = _run(["-m", "fastcnn.kernels.jit_warm", "_relu:f4", "nosuch:f4"], env)
     assert bad.returncode == 2

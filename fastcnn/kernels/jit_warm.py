@@ -14,6 +14,7 @@ in the ready file (``jit_ready``). One such process compiles at a time per cache
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -73,15 +74,18 @@ def cached(kernels: dict, names) -> list[str]:
     return found
 
 
-def compile_builds(names, out=sys.stdout) -> list[str]:
-    """Compile every build in ``names`` not yet recorded ready, recording each; the names compiled."""
+def compile_builds(names, out=sys.stdout, holding: Path | None = None) -> list[str]:
+    """Compile every build in ``names`` not yet recorded ready, recording each; the names compiled.
+    ``holding``: the cache folder whose lock the caller already holds (else it is taken here)."""
     for name in names:
         jit_ready.split_key(name)  # a bad name fails before anything compiles
     kernels = dispatchers()
     folder = cache_folder(kernels)
+    if holding is not None and Path(holding).resolve() != folder.resolve():
+        raise RuntimeError(f"numba caches fastcnn's kernels in {folder}, not in {holding}")
     ident = jit_ready.identity()
     done = []
-    with jit_ready.locked(folder):
+    with contextlib.nullcontext() if holding is not None else jit_ready.locked(folder):
         ready = jit_ready.read(folder, ident)
         for name in names:
             if name in ready:
@@ -100,6 +104,9 @@ def main(argv=None) -> int:
     parser.add_argument("keys", nargs="*",
                         help="builds to compile, e.g. _conv_fwd:f4 (default: every float32 build)")
     parser.add_argument("--background", action="store_true", help=f"run at niceness +{BACKGROUND_NICE}")
+    parser.add_argument("--folder", type=Path,
+                        help="numba's cache folder of the kernels (as the backend found it): its lock is "
+                             "taken before numba is imported, so a child waiting for another one stays small")
     args = parser.parse_args(argv)
     if args.background and hasattr(os, "nice"):
         os.nice(BACKGROUND_NICE)
@@ -110,7 +117,15 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     start = time.perf_counter()
-    done = compile_builds(names)
+    try:
+        if args.folder is None:
+            done = compile_builds(names)
+        else:
+            with jit_ready.locked(args.folder):
+                done = compile_builds(names, holding=args.folder)
+    except RuntimeError as exc:
+        print(f"fastcnn: {exc}", file=sys.stderr)
+        return 1
     print(f"fastcnn: {len(done)} kernel builds compiled in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 

@@ -57,9 +57,10 @@ def cold_start_mode() -> str:
 def spawn_child(names: list[str], folder: Path, background: bool) -> subprocess.Popen:
     """Start ``jit_warm`` on ``names`` (``background``: at low priority); its report goes to the
     log file."""
-    nice = ["--background"] if background else []
+    command = [sys.executable, "-m", f"{__package__}.jit_warm", "--folder", str(folder)]
+    command += ["--background"] if background else []
     with open(folder / LOG_FILE, "a") as log:
-        return subprocess.Popen([sys.executable, "-m", f"{__package__}.jit_warm", *nice, *names],
+        return subprocess.Popen([*command, *names],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
