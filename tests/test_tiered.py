@@ -455,6 +455,31 @@ def test_a_child_that_cannot_start_is_reported_and_the_run_goes_on(rig, monkeypa
     assert len(failed) == 1 and "Resource temporarily unavailable" in failed[0]
 
 
+def test_a_thread_calling_while_another_starts_the_child_starts_none(rig, monkeypatch):
+    """Two threads calling kernels: while one is starting the child, the other's look is skipped
+    (it does not wait, and does not start a second child)."""
+    inside, release = threading.Event(), threading.Event()
+    spawn = rig.tiers._spawn
+
+    def slow_spawn(names, folder, background=False):
+        inside.set()
+        assert release.wait(timeout=30)
+        return spawn(names, folder, background=background)
+
+    monkeypatch.setattr(rig.tiers, "_spawn", slow_spawn)
+    relu(rig.at(0.0))
+    rig.clock.now = 1.0
+    first = threading.Thread(target=relu, args=(rig.tiers,))
+    first.start()
+    assert inside.wait(timeout=30)
+    rig.clock.now = 2.0  # past the next look: this thread tries one
+    assert max_fwd(rig.tiers) == ("prebuilt", "_max_fwd")  # and skips it, at once
+    release.set()
+    first.join(timeout=30)
+    assert not first.is_alive()
+    assert len(rig.spawner.calls) == 1 and rig.spawner.calls[0][0] == ["_relu:f4"]
+
+
 def test_on_complete_once_every_used_and_host_build_is_ready(rig):
     """on_complete runs once, only when the used builds (f8 too) and the host's f4 set are ready."""
     relu(rig.at(0.0))

@@ -24,6 +24,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -95,9 +96,9 @@ class TieredKernels:
     """The kernel namespace of a cold ``numba`` backend (see the module docstring).
 
     ``prebuilt``: the numba-aot namespace; ``jit``: kernel name -> numba dispatcher, for the
-kernels the host calls;
-    ``folder``/``ident``: the ready file's place and identity; ``on_complete``: called once,
-    when numba's kernels can serve every call from then on (the host then calls them directly).
+    kernels the host calls; ``folder``/``ident``: the ready file's place and identity;
+    ``on_complete``: called once, when numba's kernels can serve every call from then on (the
+    host then calls them directly).
     ``spawn``, ``clock``, ``out``: the child starter, the clock and the stream for the two
     lines this prints (stderr), replaceable in tests.
     """
@@ -118,6 +119,7 @@ kernels the host calls;
         self._started: float | None = None
         self._announced = False
         self._given: set[str] = set()
+        self._polling = threading.Lock()
         #: the float32 builds of the kernels the host calls: once ready (and every build used),
         #: the host calls numba's kernels directly
         self.host_set = host_builds(jit)
@@ -141,9 +143,12 @@ kernels the host calls;
             self._say("first run on this CPU: running the prebuilt kernels (numba-aot, the same results) "
                       "while numba compiles its faster parallel ones in the background, once "
                       f"(about half a minute; cached in {self.folder})")
-        if now >= self._next:
-            self._next = now + POLL_SECONDS
-            self.poll()
+        if now >= self._next and self._polling.acquire(blocking=False):  # one thread looks at a time
+            try:
+                self._next = now + POLL_SECONDS
+                self.poll()
+            finally:
+                self._polling.release()
 
     def poll(self) -> None:
         """Read the ready file if it changed, reap a finished child, start one for what is missing."""
