@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cli_models, runtime
+from . import cli_compile, cli_models, runtime
 from .rank_supervisor import supervise
 from .train import TrainingDiverged
 from .zoo import DEMO_TRAIN
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small shapes, one repeat: a smoke run")
     cli_models.add_convert_parser(sub, process)
     cli_models.add_structure_parser(sub, process)
+    cli_compile.add_compile_parser(sub, process)
     return parser
 
 
@@ -386,7 +387,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "bench": cmd_bench, "convert": cli_models.cmd_convert,
-            "structure": cli_models.cmd_structure}
+            "structure": cli_models.cmd_structure, "compile": cli_compile.cmd_compile}
 
 
 def apply_process_policy(args) -> None:

@@ -967,3 +967,39 @@ def test_jit_warm_and_a_cold_import_end_to_end(tmp_path):
     off = _run(["-c", probe], {**env, tiered.COLD_START_ENV: "compile"})
     assert off.returncode == 0, off.stderr
     assert off.stdout.split() == ["module", "None"]
+
+
+# --------------------------------------------------------------------------
+# 6. fastcnn compile
+# --------------------------------------------------------------------------
+
+
+def test_fastcnn_compile_compiles_the_builds_named_and_refuses_a_bad_one(capsys):
+    """``fastcnn compile BUILD ...`` compiles (or finds) them in the foreground, a line each; a bad
+    name is a usage error naming it, exit status 2."""
+    from fastcnn.cli import main
+
+    assert main(["compile", "_relu:f4", "_tap_offsets:-"]) == 0
+    out = capsys.readouterr().out
+    assert "fastcnn: compiling 2 kernel builds for this CPU" in out
+    done = r"fastcnn: [0-2] kernel builds compiled in \d+\.\d s \([0-2] were compiled already\)"
+    assert re.search(done, out)
+    with pytest.raises(SystemExit) as stop:
+        main(["compile", "_relu:f4", "nosuch:f4"])
+    assert stop.value.code == 2
+    assert "'nosuch:f4' is not a kernel build of fastcnn" in capsys.readouterr().err
+
+
+def test_fastcnn_compile_float64_adds_the_float64_set(monkeypatch, capsys):
+    """No names: the float32 set; --float64: then the float64 builds (as jit_warm gets them)."""
+    from fastcnn.cli import main
+    from fastcnn.kernels import jit_warm
+
+    asked = []
+    monkeypatch.setattr(jit_warm, "compile_builds", lambda names: asked.append(list(names)) or [])
+    assert main(["compile"]) == 0
+    assert main(["compile", "--float64"]) == 0
+    f4, f8 = jit_ready.dtype_set("f4"), jit_ready.dtype_set("f8")
+    assert asked[0] == f4
+    assert asked[1] == f4 + [name for name in f8 if name not in f4]
+    assert len(capsys.readouterr().out.splitlines()) == 4  # two lines per run
