@@ -536,3 +536,19 @@ def test_float32_training_loads_no_float64_kernel():
     assert {"_conv_pool_fwd", "_conv_pool_bwd_c1", "_adam"} <= set(used)
     for name, sigs in used.items():
         assert not any("Array(float64" in sig for sig in sigs), f"{name}: {sigs}"
+
+
+@pytest.mark.parametrize("features, wide", [
+    ("+avx2,+fma,-avx512f", False), ("+avx2, +avx512f,+avx512bw", True), ("", False), ("+avx512vl", False)])
+def test_the_register_blocks_follow_numba_cpu_features(monkeypatch, features, wide):
+    """NUMBA_CPU_FEATURES (code built for other machines, or 'generic': empty) decides the blocks,
+    not the CPU the code is built on; unset, this CPU's features do."""
+    from llvmlite import binding
+    from numba.core import config
+
+    from fastcnn.kernels import numba_kernels
+
+    monkeypatch.setattr(config, "CPU_FEATURES", features)
+    assert numba_kernels._host_has_avx512() is wide
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    assert numba_kernels._host_has_avx512() is bool(binding.get_host_cpu_features().get("avx512f", False))

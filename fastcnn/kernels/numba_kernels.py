@@ -104,9 +104,14 @@ __all__ = [
 
 
 def _host_has_avx512() -> bool:
-    """True if this CPU has AVX-512 (32 vector registers), False for AVX2 and older (16)."""
+    """True if numba compiles for AVX-512 (32 vector registers), False for AVX2 and older (16):
+    this CPU's features, or ``NUMBA_CPU_FEATURES`` where set (code built for other machines, or
+    "generic"): the blocks follow the instructions the code gets, not the CPU it is built on."""
     from llvmlite import binding
+    from numba.core import config
 
+    if config.CPU_FEATURES is not None:
+        return "+avx512f" in config.CPU_FEATURES.replace(" ", "").split(",")
     try:
         return bool(binding.get_host_cpu_features().get("avx512f", False))
     except RuntimeError:  # feature detection unavailable: assume the smaller register file
