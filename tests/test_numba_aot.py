@@ -138,7 +138,7 @@ def test_kernel_arguments_are_checked_before_the_compiled_code_runs():
         kernels._sum_batch(np.zeros((2, 3), np.float16))
     with pytest.raises(TypeError, match=r"_conv_fwd_blocked: argument 1 has dtype int32, expected int64"):
         kernels._conv_fwd_blocked(x, np.zeros(4, np.int32), np.zeros((5, 5), np.float32),
-                                  np.zeros(5, np.float32), 3, 3, 1, 1, y, True)
+                                  np.zeros(5, np.float32), 3, 3, 1, 1, y, True, True)
     kernels._max_fwd(np.arange(32, dtype=np.float32).reshape(1, 4, 4, 2), 2, 2, 2, 2, y)  # valid calls run
     assert y[0, 0, 0].tolist() == [10.0, 11.0]
 

@@ -425,7 +425,8 @@ def test_dispatch_table(xchn, ychn, stride, wide, fwd, bwd):
     host.conv2d_forward(x, k, b, geo)
     assert [name for name, _ in recorder.calls if name != "_tap_offsets"] == [fwd]
     if fwd == "_conv_fwd_blocked":
-        assert recorder.calls[-1][1][-1] is (xchn == 1)  # five: _corr5, else _corr4x3
+        assert recorder.calls[-1][1][-2] is (xchn == 1)  # five: _corr5, else _corr4x3
+        assert recorder.calls[-1][1][-1] is wide  # _corr4x3's 4 x 6 passes
     recorder.calls.clear()
     host.conv2d_backward(g_y, x, k, geo)
     assert recorder.calls[0][0] == bwd

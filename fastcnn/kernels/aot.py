@@ -59,14 +59,14 @@ _CONV_POOL_BWD = (("F4", "U4", "F4", "F2") + ("i",) * 6 + ("b", "b") + ("i",) * 
 _CONV_POOL_BWD_DROP = (("F4", "U4", "b", "U4", "f", "F4", "F2") + ("i",) * 6 + ("b", "b") + ("i",) * 4
                        + ("F4", "F3", "F2", "b", "b"), "void", (5, (0, 1, 3, 5, 19, 20, 21)))
 #: the fused forward: x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, avg, pool window and
-#: stride, y, code; the _draw twin then the draw (mode, key, first image, p1, p2, mask)
-_CONV_POOL_FWD = (("F4", "I1", "F2", "F1") + ("i",) * 6 + ("b",) * 4 + ("i",) * 4 + ("F4", "U4"), "void",
+#: stride, y, code, wide; the _draw twin then the draw (mode, key, first image, p1, p2, mask)
+_CONV_POOL_FWD = (("F4", "I1", "F2", "F1") + ("i",) * 6 + ("b",) * 4 + ("i",) * 4 + ("F4", "U4", "b"), "void",
                   (0, (0, 18, 19)))
-_CONV_POOL_FWD_DRAW = (_CONV_POOL_FWD[0] + ("i", "i", "n", "f", "f", "U4"), "void", (0, (0, 18, 19, 25)))
+_CONV_POOL_FWD_DRAW = (_CONV_POOL_FWD[0] + ("i", "i", "n", "f", "f", "U4"), "void", (0, (0, 18, 19, 26)))
 KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | None]] = {
     "_tap_offsets": (("i", "i", "i", "i", "i"), "I1", None),
     "_conv_fwd": (("F4", "F2", "F1", "i", "i", "i", "i", "F4"), "void", (0, (0, 7))),
-    "_conv_fwd_blocked": (("F4", "I1", "F2", "F1", "i", "i", "i", "i", "F4", "b"), "void", (0, (0, 8))),
+    "_conv_fwd_blocked": (("F4", "I1", "F2", "F1", "i", "i", "i", "i", "F4", "b", "b"), "void", (0, (0, 8))),
     "_conv_bwd": _CONV_BWD,
     "_conv_bwd_c1": _CONV_BWD,
     "_conv_pool_fwd": _CONV_POOL_FWD,

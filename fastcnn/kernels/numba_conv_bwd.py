@@ -124,7 +124,7 @@ def _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk, gb, i
     gq = np.empty((yc, hp + kh, wq), x.dtype)  # hq + 1 rows
     _repad(gw, yw, kh - 1, kw - 1, gq)  # from gw: row copies, not a second transpose
     out = np.empty((xcp, hp * wq), x.dtype)
-    _corr4x3(gq.reshape(-1), offs_g, wt_flip, np.zeros(xcp, x.dtype), out)  # g_x has no bias
+    _corr4x3(gq.reshape(-1), offs_g, wt_flip, np.zeros(xcp, x.dtype), out, wide)  # g_x has no bias
     _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
 
 

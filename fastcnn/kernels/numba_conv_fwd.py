@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_blocks import _axpy1, _axpy4x2, _axpy4x3, _axpy8, _mac5x5
+from .numba_blocks import _axpy1, _axpy4x2, _axpy4x3, _axpy4x6, _axpy8, _mac5x5
 from .numba_cache import share_cache_stamp
 from .numba_simd import _FAST, NO, YES, ZERO, _add_scalar, _from_frame, _to_planar
 
@@ -97,17 +97,38 @@ def _corr(src, offs, wt, bias, out):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _corr4x3(src, offs, wt, bias, out):
+def _corr4x3(src, offs, wt, bias, out, wide):
     """out[co, p] = bias[co] + sum_j wt[j, co] * src[p + offs[j]]: _corr with 4 taps x 3 channels per pass.
 
     wt [ntap4, xcp], offs [ntap4] and bias [xcp] are padded to multiples of 4 taps / 3 channels
     (zero weights and bias, offset 0). Whole-frame passes: 1024-pixel blocks measured slower.
     Runs g_x, and the forward where the output channels are a multiple of 3 or more than 8
-    (see NumbaHost._fwd4x3), in both variants.
+    (see NumbaHost._fwd4x3), in both variants. ``wide`` (32 vector registers): 6 channels per
+    pass while 6 are left (_axpy4x6, each channel's expression that of _axpy4x3: the same bits
+    in both variants); per image on AVX-512, 24x24 12 -> 24 channels 33.6 -> 22.6 us, 48x48
+    6 -> 12 21.6 -> 17.2, 26x26 24 -> 12 33.5 -> 27.8. With AVX2 code the 4 x 6 pass measured
+    0.88-1.11x of 4 x 3, so the narrow variant keeps 4 x 3 (docs/benchmarks.md, "Forward blocks").
     """
     ntap4, xcp = wt.shape
     length = out.shape[1]
-    for co in range(0, xcp, 3):
+    six = xcp - xcp % 6 if wide else 0
+    for co in range(0, six, 6):
+        o0 = out[co]
+        o1 = out[co + 1]
+        o2 = out[co + 2]
+        o3 = out[co + 3]
+        o4 = out[co + 4]
+        o5 = out[co + 5]
+        o0[:] = bias[co]
+        o1[:] = bias[co + 1]
+        o2[:] = bias[co + 2]
+        o3[:] = bias[co + 3]
+        o4[:] = bias[co + 4]
+        o5[:] = bias[co + 5]
+        for j in range(0, ntap4, 4):
+            s0, s1, s2, s3 = _views4(src, offs, j, ZERO, length)
+            _axpy4x6(o0, o1, o2, o3, o4, o5, s0, s1, s2, s3, wt[j : j + 4, co : co + 6])
+    for co in range(six, xcp, 3):
         o0 = out[co]
         o1 = out[co + 1]
         o2 = out[co + 2]
@@ -146,10 +167,11 @@ def _corr5(src, offs, wt, bias, out):
 
 
 @njit(cache=True)
-def _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, blocked, five):
+def _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, blocked, five, wide):
     """The conv output of image n as a planar frame: out[co, oy*wp + ox] (columns ox >= yw unused).
 
-    ``blocked``: _corr5 if ``five`` else _corr4x3 (offs / wt / b padded to the block);
+    ``blocked``: _corr5 if ``five`` else _corr4x3 (offs / wt / b padded to the block; ``wide``:
+    its 4 x 6 passes);
     else _corr. The prange body of every stride-1 forward, unfused (``_conv_fwd``,
     ``_conv_fwd_blocked``) and fused (``numba_fused``), so all do the same arithmetic.
     """
@@ -160,7 +182,7 @@ def _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, blocked, five):
     elif five:
         _corr5(xs.reshape(-1), offs, wt, b, out)
     else:
-        _corr4x3(xs.reshape(-1), offs, wt, b, out)
+        _corr4x3(xs.reshape(-1), offs, wt, b, out, wide)
 
 
 @njit(parallel=True, cache=True)
@@ -178,14 +200,14 @@ def _conv_fwd(x, wt, b, kh, kw, pt, pl, y):
     for n in prange(mb):
         i = np.int64(n)
         out = np.empty((yc, yh * wp), y.dtype)
-        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, NO, NO)
+        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, NO, NO, NO)
         _from_frame(out, wp, ZERO, ZERO, y, i)
 
 
 @njit(parallel=True, cache=True)
-def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five):
+def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five, wide):
     """_conv_fwd through a blocked correlation (offs/wt/b padded, see NumbaHost._forward_weights):
-    _corr5 (5 taps x 5 channels) if ``five``, else _corr4x3 (4 taps x 3 channels)."""
+    _corr5 (5 taps x 5 channels) if ``five``, else _corr4x3 (4 taps x 3 channels; x 6 if ``wide``)."""
     mb = x.shape[0]
     ycp = wt.shape[1]
     _, yh, yw, _ = y.shape
@@ -194,5 +216,5 @@ def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five):
     for n in prange(mb):
         i = np.int64(n)
         out = np.empty((ycp, yh * wp), y.dtype)
-        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, YES, five)
+        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, YES, five, wide)
         _from_frame(out, wp, ZERO, ZERO, y, i)

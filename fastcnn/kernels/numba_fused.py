@@ -290,8 +290,8 @@ def _relu_mask(g, mask, out):
 
 @njit(parallel=True, cache=True)
 def _conv_pool_fwd(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, avg, pkh, pkw, psh, psw,
-                   y, code):
-    """y[n] = pool(act(conv(x[n]) + b)), conv stride 1 to [yh, yw] (offs / wt / b / blocked / five:
+                   y, code, wide):
+    """y[n] = pool(act(conv(x[n]) + b)), conv stride 1 to [yh, yw] (offs / wt / b / blocked / five / wide:
     see numba_conv_fwd._conv_image), act ReLU if ``relu`` else none, pool avg if ``avg`` else max,
     window pkh x pkw, stride psh x psw; code: see the module docstring."""
     mb = x.shape[0]
@@ -301,13 +301,13 @@ def _conv_pool_fwd(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, 
     for n in prange(mb):
         out = np.empty((ycp, yh * wp), y.dtype)
         i = np.int64(n)
-        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five)
+        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five, wide)
         _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, i, code[i])
 
 
 @njit(parallel=True, cache=True)
 def _conv_pool_fwd_draw(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, avg, pkh, pkw, psh, psw,
-                        y, code, mode, key, n0, p1, p2, mask):
+                        y, code, wide, mode, key, n0, p1, p2, mask):
     """_conv_pool_fwd, then, as each image's y
     is written, a dropout or noise layer's draw (``mode``, ``key``, ``p1``, ``p2``: masks.Draw;
     dropout's mask [mb, pyh, pyw, yc] into ``mask``) with y's flat index as the counter, x[0]
@@ -321,7 +321,7 @@ def _conv_pool_fwd_draw(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, r
     for n in prange(mb):
         out = np.empty((ycp, yh * wp), y.dtype)
         i = np.int64(n)
-        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five)
+        _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five, wide)
         _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, i, code[i])
         _apply_draw(y[i].reshape(-1), (n0 + i) * per, mode, key, p1, p2, mask[i].reshape(-1))
 

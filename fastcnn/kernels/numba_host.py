@@ -196,7 +196,7 @@ class NumbaHost:
         kh, kw, _, yc = k.shape
         y = _output(out, (x.shape[0], geo.yh, geo.yw, yc), x.dtype)
         if blocked:
-            self.k._conv_fwd_blocked(x, offs, wt, bias, kh, kw, geo.pads[0], geo.pads[2], y, five)
+            self.k._conv_fwd_blocked(x, offs, wt, bias, kh, kw, geo.pads[0], geo.pads[2], y, five, self.wide)
         else:
             self.k._conv_fwd(x, wt, bias, kh, kw, geo.pads[0], geo.pads[2], y)
         return y
@@ -342,7 +342,7 @@ class NumbaHost:
         if code is None:
             code = np.empty(self.conv_pool_code_shape(mb, yc, geo, act, pool, pool_geo), np.uint8)
         args = (x, offs, wt, bias, k.shape[0], k.shape[1], geo.pads[0], geo.pads[2], geo.yh, geo.yw, blocked,
-                five, *self._pooling(act, pool, pool_geo), y, code)
+                five, *self._pooling(act, pool, pool_geo), y, code, self.wide)
         if draw is None or draw.mode == NO_DRAW.mode:  # the kernel without the draw code (numba_fused)
             self.k._conv_pool_fwd(*args)
             return y, code

@@ -16,7 +16,8 @@ in the last bits)
                         stride 1, 1 input channel         _conv_fwd_blocked(five=True) -> _corr5:
                                                             5 taps x 5 out channels, _mac5x5 (conv_fwd)
                         stride 1, >1 in, ychn % 3 == 0    _conv_fwd_blocked(five=False) -> _corr4x3:
-                          or ychn > 8                       4 taps x 3 out channels, _axpy4x3 (conv_fwd)
+                          or ychn > 8                       4 taps x 3 out channels, _axpy4x3; wide: x 6,
+                                                            _axpy4x6, while 6 are left (conv_fwd)
                         stride 1, >1 in, otherwise        _conv_fwd -> _corr: 4 taps x 2 out channels
                                                             (_axpy4x2; odd last channel _axpy8) (conv_fwd)
   conv2d_backward       the same (gemm_conv)              _ext_regions, sgemms, _undo_ext_regions,
