@@ -176,3 +176,20 @@ def test_the_compile_notice_says_it_once_then_shows_progress_while_compiling():
     now[0] += STALL_SECONDS + 1  # ...and a compile that never ended (numba raised) stops the lines
     assert not notice.tick()
     assert len(out.getvalue().splitlines()) == 2
+
+
+def test_a_disabled_compile_notice_says_nothing():
+    """``enabled = False`` (the numba-aot build, which reports itself): no first line, no progress."""
+    import io
+
+    from fastcnn.kernels.numba_safety import CompileNotice
+
+    now = [0.0]
+    out = io.StringIO()
+    notice = CompileNotice(out=out, clock=lambda: now[0], every=10)
+    notice.enabled = False
+    notice.begin("_conv_fwd", "/cache", thread=False)
+    now[0] += 30
+    assert notice.tick()  # still counting: a compile is under way
+    notice.end()
+    assert out.getvalue() == "" and notice.compiled == 1

@@ -121,7 +121,9 @@ def build(verbose: bool = False, any_numba: bool = False) -> dict:
         raise RuntimeError(problem)
     _import_pycc()
 
-    from . import numba_kernels
+    from . import numba_kernels, numba_safety
+
+    numba_safety.COMPILE_NOTICE.enabled = False  # pycc compiles through numba: this build reports itself
 
     aot.BUILD_INFO.parent.mkdir(parents=True, exist_ok=True)
     aot.remove_build()

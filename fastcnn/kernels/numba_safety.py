@@ -74,6 +74,8 @@ class CompileNotice:
 
     def __init__(self, out=None, clock=time.monotonic, every: float | None = None):
         self._out, self._clock, self._every = out, clock, every
+        #: False: say nothing (a build that reports on its own, e.g. numba-aot's)
+        self.enabled = True
         self._lock = threading.Lock()
         self._active = 0
         self.compiled = 0
@@ -82,6 +84,8 @@ class CompileNotice:
         self._thread: threading.Thread | None = None
 
     def _say(self, text: str) -> None:
+        if not self.enabled:
+            return
         out = self._out if self._out is not None else sys.stderr
         with contextlib.suppress(OSError, ValueError):  # a closed stderr: compile on in silence
             print(f"fastcnn: {text}", file=out, flush=True)
