@@ -29,13 +29,12 @@ BACKGROUND_NICE = 10
 
 def dispatchers():
     """kernel name -> numba dispatcher, every kernel of ``aot.KERNELS`` (caches guarded)."""
-    from . import numba_kernels, numba_safety
+    from . import numba_safety
 
     modules = {name: importlib.import_module(f".{name}", __package__)
                for name in {*aot.KERNEL_MODULES.values(), "numba_kernels"}}
     numba_safety.load_tbb()
-    numba_safety.guard_caches(__package__)
-    del numba_kernels
+    numba_safety.guard_caches(__package__)  # after the imports: it guards the loaded modules' kernels
     return {kernel: getattr(modules[aot.KERNEL_MODULES.get(kernel, "numba_kernels")], kernel)
             for kernel in aot.KERNELS}
 
