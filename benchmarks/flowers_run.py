@@ -77,10 +77,11 @@ def synthetic_flowers(images: int, seed: int = 0):
 
 def run_fastcnn(args) -> dict:
     """``CnnModel.train`` on the synthetic flowers; per-epoch seconds from its history."""
-    from fastcnn import CnnModel
+    from fastcnn import CnnModel, runtime
     from fastcnn.kernels import numba_cpu
     from fastcnn.zoo import get_preset
 
+    runtime.apply_policy()  # this script owns its process, as the fastcnn command does
     ds = synthetic_flowers(args.images)
     warm_up = 0.0
     if not args.cold:  # first calls of every kernel the training runs, on a throwaway model

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import report as rep
-from . import runtime, shards
+from . import shards
 
 #: validation sample size per epoch (the seed's 100)
 VALIDATE_COUNT = 100
@@ -110,8 +110,8 @@ def _show_progress(progress) -> bool:
 def run_training(model, epoch_count, batch_size, learning_rate, report, progress=None) -> History:
     """Train ``model`` on its dataset; see ``CnnModel.train``.
 
-    Applies the process policy first (``fastcnn.runtime.apply_policy``: once per process,
-    nothing after ``runtime.set_policy(enabled=False)``). Each batch's step runs as the
+    Leaves the process alone: the process policy (``fastcnn.runtime.apply_policy``) is applied
+    by whoever owns the process, the ``fastcnn`` command or the caller. Each batch's step runs as the
     model's plan says (``fastcnn.distributed.plan_for``: one process, or chunks over MPI ranks);
     the epoch's order is ``fastcnn.shards.epoch_order`` for the plan's chunk count (the classic
     shuffle for one chunk, shard by shard for more: the same for any number of processes).
@@ -119,7 +119,6 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
     from .distributed import plan_for
 
     _check_args(epoch_count, batch_size, learning_rate, report)
-    runtime.apply_policy()
     plan = plan_for(model)
     plan.check(model, batch_size)
     with plan.session():
