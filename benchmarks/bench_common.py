@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -108,3 +112,19 @@ def run(benchmark, fn, *, rounds: int | None = None, warmup: bool = True):
     else:
         benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
     return benchmark.stats.stats.median
+
+
+@contextlib.contextmanager
+def revision_tree(rev: str):
+    """A temporary git worktree of revision ``rev`` of this repository, removed afterwards (this
+    tree is not touched; the worktree's numba cache starts empty)."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "revision"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(path), rev],
+                       check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(path)],
+                           check=False, capture_output=True)

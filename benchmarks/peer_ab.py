@@ -29,13 +29,12 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_common import cpu_description  # noqa: E402
+from bench_common import cpu_description, revision_tree  # noqa: E402
 
 #: name -> (fastcnn preset, input shape HWC, batch, classes, torch builder)
 WORKLOADS = {
@@ -127,24 +126,9 @@ def main(argv=None) -> int:
     variants = (["fastcnn"] + (["fastcnn-aot"] if args.aot else [])
                 + (["fastcnn-before"] if args.before else []) + torch_layouts)
     with contextlib.ExitStack() as stack:
-        before = stack.enter_context(_worktree(args.before)) if args.before else None
+        before = stack.enter_context(revision_tree(args.before)) if args.before else None
         _run(args, names, variants, torch_layouts, before)
     return 0
-
-
-@contextlib.contextmanager
-def _worktree(rev: str):
-    """A temporary git worktree of ``rev`` (its numba cache compiles in the first round's warm-up)."""
-    root = HERE.parent
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "before"
-        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(path), rev],
-                       check=True, capture_output=True)
-        try:
-            yield path
-        finally:
-            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(path)],
-                           check=False, capture_output=True)
 
 
 def _run(args, names, variants, torch_layouts, before) -> None:

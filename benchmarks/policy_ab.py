@@ -30,10 +30,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_common import revision_tree  # noqa: E402
+
 VARIANTS = ("before", "applied", "off")
 
 #: run in the child: argv = variant, warmup, steps, benchmarks folder, backend; prints one JSON line
@@ -105,11 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default="numba", help="fastcnn backend of both workloads")
     args = parser.parse_args(argv)
 
-    worktree = Path(tempfile.mkdtemp(prefix="wt_policy_before_"))
-    worktree.rmdir()
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
-                   check=True, capture_output=True)
-    try:
+    with revision_tree(args.before) as worktree:
         trees = {"before": worktree, "applied": args.after_tree, "off": args.after_tree}
         for variant in ("before", "applied"):  # fills each tree's numba cache (a fresh one compiles): untimed
             run_child(variant, trees[variant], 1, 1, args.backend)
@@ -124,8 +122,6 @@ def main(argv=None) -> int:
                 for wid, ts in result["times"].items():
                     times[variant].setdefault(wid, []).extend(ts)
                     round_medians[variant].setdefault(wid, []).append(statistics.median(ts))
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
 
     wids = list(times["applied"])
     print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; backend {args.backend}, "
