@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +116,52 @@ def test_diverged_training_exits_1_with_its_message(tmp_path, capsys, monkeypatc
     assert exit_info.value.code == 1
     expected = "fastcnn: error: Model digits: training diverged at epoch 1: cost is nan\n"
     assert capsys.readouterr().err == expected
+
+
+def _stream_defaults(tree):
+    """``(function, default)`` for every parameter whose default is ``sys.stdout``/``sys.stderr``."""
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for default in [*node.args.defaults, *node.args.kw_defaults]:
+                if (isinstance(default, ast.Attribute) and default.attr in ("stdout", "stderr")
+                        and isinstance(default.value, ast.Name) and default.value.id == "sys"):
+                    yield getattr(node, "name", "<lambda>"), f"sys.{default.attr}"
+
+
+def test_no_function_binds_a_stream_at_import():
+    """A default of ``sys.stdout`` is the stream of import time; under a capturing caller (a test,
+    a notebook) it is closed later and printing fails. Functions take ``None`` and look it up."""
+    import ast
+
+    import fastcnn
+
+    package = Path(fastcnn.__file__).parent
+    found = [f"{path.relative_to(package)}: {name}({default})"
+             for path in sorted(package.rglob("*.py"))
+             for name, default in _stream_defaults(ast.parse(path.read_text()))]
+    assert found == []
+    assert list(_stream_defaults(ast.parse("def f(out=sys.stdout): pass"))) == [("f", "sys.stdout")]
+
+
+def test_compile_builds_prints_to_the_stream_of_the_call(monkeypatch):
+    """``compile_builds`` looks up ``sys.stdout`` when called, not when imported."""
+    import io
+
+    from fastcnn.kernels import jit_warm
+
+    class Kernel:
+        def compile(self, types):
+            pass
+
+    monkeypatch.setattr(jit_warm, "dispatchers", lambda: {"_relu": Kernel()})
+    monkeypatch.setattr(jit_warm, "argument_types", lambda kernel, code: ())
+    monkeypatch.setattr(jit_warm, "cache_folder", lambda kernels: Path("."))
+    monkeypatch.setattr(jit_warm.jit_ready, "locked", lambda folder: contextlib.nullcontext())
+    monkeypatch.setattr(jit_warm.jit_ready, "read", lambda folder, ident: set())
+    monkeypatch.setattr(jit_warm.jit_ready, "add", lambda folder, ident, names: set(names))
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    assert jit_warm.compile_builds(["_relu:f4"]) == ["_relu:f4"]
+    assert stream.getvalue().startswith("_relu:f4 ")

@@ -73,9 +73,11 @@ def cached(kernels: dict, names) -> list[str]:
     return found
 
 
-def compile_builds(names, out=sys.stdout, holding: Path | None = None) -> list[str]:
+def compile_builds(names, out=None, holding: Path | None = None) -> list[str]:
     """Compile every build in ``names`` not yet recorded ready, recording each; the names compiled.
+    ``out``: where a line per build goes (default: ``sys.stdout`` as it is at the call).
     ``holding``: the cache folder whose lock the caller already holds (else it is taken here)."""
+    out = sys.stdout if out is None else out
     for name in names:
         jit_ready.split_key(name)  # a bad name fails before anything compiles
     kernels = dispatchers()
