@@ -89,16 +89,27 @@ def _corr_grad3x3(src, offs, g, gk):
 
 
 @njit(cache=True)
-def _bwd_offsets(kh, kw, xc, yc, yh, yw, ntap4):
-    """(offs_x, offs_g): the tap offsets of _bwd_image's x frame and of its padded g_y frame."""
+def _bwd_offsets(kh, kw, xc, yc, yh, yw, xh, xw, ntap4):
+    """(offs_x, offs_g): the tap offsets of _bwd_image's x frame and of its g_y frame for g_x
+    (_gx_frame_shape)."""
     hp = yh + kh - 1
     wp = yw + kw - 1
-    hq = hp + kh - 1  # g_y frame for the full correlation: kh-1 / kw-1 zeros on every side
-    wq = wp + kw - 1
+    rows, wx = _gx_frame_shape(kh, kw, xh, xw)
     offs_x = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
     offs_g = np.zeros(ntap4, np.int64)  # padding taps read offset 0 with zero weights
-    offs_g[: yc * kh * kw] = _tap_offsets(kh, kw, yc, (hq + 1) * wq, wq)
+    offs_g[: yc * kh * kw] = _tap_offsets(kh, kw, yc, rows * wx, wx)
     return offs_x, offs_g
+
+
+@njit(cache=True)
+def _gx_frame_shape(kh, kw, xh, xw):
+    """(rows, width) of the g_y frame g_x is correlated from: g_x is the full correlation of g_y
+    with the flipped kernel, cropped to the input; only the input's rows and columns are computed,
+    so the frame holds just the g_y rows and columns they read (the padded g_y at rows
+    pt .. pt+xh+kh-2 and columns pl .. pl+xw+kw-2), plus one row of slack for the flat
+    correlation's dropped columns. For a 'same' conv this drops kh-1 rows and kw-1 columns of
+    the full frame's (24x24 -> 12 channels: 624 outputs per channel, not 728)."""
+    return xh + kh, xw + kw - 1
 
 
 @njit(cache=True)
@@ -109,10 +120,10 @@ def _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk, gb, i
     The prange body of ``_conv_bwd`` and of the fused ``numba_fused._conv_pool_bwd``.
     """
     yc, yh, wp = gw.shape
+    _, xh, xw, xc = x.shape
     hp = yh + kh - 1
     yw = wp - kw + 1
-    wq = wp + kw - 1
-    xs = np.empty((x.shape[3], hp + 1, wp), x.dtype)
+    xs = np.empty((xc, hp + 1, wp), x.dtype)
     _to_planar(x, n, pt, pl, xs)
     gw2 = gw.reshape(yc, yh * wp)
     for co in range(yc):
@@ -121,11 +132,12 @@ def _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk, gb, i
     if not input_grad:
         return
     xcp = wt_flip.shape[1]
-    gq = np.empty((yc, hp + kh, wq), x.dtype)  # hq + 1 rows
-    _repad(gw, yw, kh - 1, kw - 1, gq)  # from gw: row copies, not a second transpose
-    out = np.empty((xcp, hp * wq), x.dtype)
+    rows, wx = _gx_frame_shape(kh, kw, xh, xw)
+    gq = np.empty((yc, rows, wx), x.dtype)
+    _repad(gw, yw, kh - 1 - pt, kw - 1 - pl, gq)  # from gw: row copies, not a second transpose
+    out = np.empty((xcp, xh * wx), x.dtype)
     _corr4x3(gq.reshape(-1), offs_g, wt_flip, np.zeros(xcp, x.dtype), out, wide)  # g_x has no bias
-    _from_frame(out, wq, pt, pl, g_x, n)  # crop the padding away
+    _from_frame(out, wx, ZERO, ZERO, g_x, n)
 
 
 @njit(parallel=True, cache=True)
@@ -140,7 +152,7 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     mb, _, _, xc = x.shape
     _, yh, yw, yc = g_y.shape
     wp = yw + kw - 1
-    offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, wt_flip.shape[0])
+    offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, x.shape[1], x.shape[2], wt_flip.shape[0])
     for n in prange(mb):
         gw = np.empty((yc, yh, wp), x.dtype)  # g_y in the x frame's width, zeros at ox >= yw
         i = np.int64(n)

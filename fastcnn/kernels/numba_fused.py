@@ -122,22 +122,26 @@ def _max_image(xn, relu, yw, pkh, pkw, psh, psw, yn, code):
 
 
 @njit(cache=True)
-def _act(v, relu):
-    """ReLU's expression of _relu_row when ``relu``, else v."""
-    return (v if not v < 0 else 0) if relu else v
+def _act(v, relu, zero):
+    """ReLU's expression of _relu_row when ``relu``, else v (``zero``: 0 of v's type, so a float32
+    kernel compares and selects in float32; the bits are those of _relu_row's ``0``)."""
+    return (v if not v < zero else zero) if relu else v
 
 
 @njit(cache=True)
-def _max2_frame(out, wp, relu, yn, code):
+def _max2_frame(out, wp, relu, y, n, code):
     """_max_image for 2x2 windows at stride 2, read straight from the planar conv frame
-    out [>= yc, yh*wp]: per channel, two frame rows give a row of pooled outputs (no NHWC
-    copy, no short loops over the channels). The same scan (row-major, a later element
-    wins only if strictly greater), ReLU's expression, and codes: the same bits.
-    Measured per image (AMD Zen 5): 96x96x6 14.0 against 38.8 us, 48x48x12 8.3 / 16.4,
-    24x24x30 6.4 / 10.3 (docs/benchmarks.md, "Fused conv + pooling")."""
-    pyh, pyw, yc = yn.shape
-    best = np.empty(pyw, out.dtype)
-    at = np.empty(pyw, np.uint8)
+    out [>= yc, yh*wp] into y[n] [pyh, pyw, yc] and code [pyh, pyw, yc]: per channel, two frame
+    rows give a row of pooled outputs (no NHWC copy, no short loops over the channels) in a
+    planar scratch frame, then one transpose to NHWC (_from_frame, 8x8 tiles from 8 channels up).
+    The same scan (row-major, a later element wins only if strictly greater), ReLU's expression,
+    and codes: the same bits. Measured per image (AMD Zen 5; docs/benchmarks.md, "Fused conv +
+    pooling"): 96x96x6 9.1 us (38.8 with the NHWC scans, 16.7 writing each output straight into
+    NHWC), 48x48x12 4.5 (16.4, 11.2), 24x24x30 4.5 (10.3, 12.1)."""
+    pyh, pyw, yc = code.shape
+    best = np.empty((yc, pyh * pyw), out.dtype)
+    at = np.empty((yc, pyh * pyw), np.uint8)
+    zero = np.zeros(1, out.dtype)[0]
     one, two, three = np.uint8(1), np.uint8(2), np.uint8(3)
     passes, stops = np.uint8(_PASS), np.uint8(0)
     for c in range(yc):
@@ -145,11 +149,13 @@ def _max2_frame(out, wp, relu, yn, code):
         for oy in range(pyh):
             r0 = plane[2 * oy * wp : 2 * oy * wp + 2 * pyw]
             r1 = plane[(2 * oy + 1) * wp : (2 * oy + 1) * wp + 2 * pyw]
+            best_row = best[c, oy * pyw : (oy + 1) * pyw]
+            at_row = at[c, oy * pyw : (oy + 1) * pyw]
             for ox in range(pyw):
-                a = _act(r0[2 * ox], relu)
-                b = _act(r0[2 * ox + 1], relu)
-                d = _act(r1[2 * ox], relu)
-                e = _act(r1[2 * ox + 1], relu)
+                a = _act(r0[2 * ox], relu, zero)
+                b = _act(r0[2 * ox + 1], relu, zero)
+                d = _act(r1[2 * ox], relu, zero)
+                e = _act(r1[2 * ox + 1], relu, zero)
                 win = b > a
                 v = b if win else a
                 k = one if win else stops
@@ -159,13 +165,10 @@ def _max2_frame(out, wp, relu, yn, code):
                 win = e > v
                 v = e if win else v
                 k = three if win else k
-                best[ox] = v
-                at[ox] = k + (passes if (v > 0 or not relu) else stops)
-            row = yn[oy]
-            j0 = oy * pyw * yc + c
-            for ox in range(pyw):
-                row[ox, c] = best[ox]
-                code[j0 + ox * yc] = at[ox]
+                best_row[ox] = v
+                at_row[ox] = k + (passes if (v > zero or not relu) else stops)
+    _from_frame(best, pyw, ZERO, ZERO, y, n)
+    _from_frame(at, pyw, ZERO, ZERO, code.reshape((1, pyh, pyw, yc)), ZERO)
 
 
 @njit(cache=True)
@@ -190,7 +193,7 @@ def _avg_image(xi, psh, psw, pkh, pkw, yn):
 def _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, n, code):
     """y[n] = pool(act(conv)) of image n from its conv frame out [>= yc, yh*wp]; code = code[n]."""
     if not avg and pkh == 2 and pkw == 2 and psh == 2 and psw == 2:
-        _max2_frame(out, wp, relu, y[n], code.reshape(-1))
+        _max2_frame(out, wp, relu, y, n, code)
         return
     yc = y.shape[3]
     xi = np.empty((1, yh, yw, yc), out.dtype)
@@ -345,7 +348,7 @@ def _conv_pool_bwd(g_p, code, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh
     mb, _, _, xc = x.shape
     yc = g_p.shape[3]
     wp = yw + kw - 1
-    offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, wt_flip.shape[0])
+    offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, x.shape[1], x.shape[2], wt_flip.shape[0])
     for n in prange(mb):
         gw = np.empty((yc, yh, wp), x.dtype)
         i = np.int64(n)
@@ -363,7 +366,7 @@ def _conv_pool_bwd_drop(g_p, code, drop, mask, scale, x, wt_flip, kh, kw, pt, pl
     mb, _, _, xc = x.shape
     yc = g_p.shape[3]
     wp = yw + kw - 1
-    offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, wt_flip.shape[0])
+    offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, x.shape[1], x.shape[2], wt_flip.shape[0])
     for n in prange(mb):
         gw = np.empty((yc, yh, wp), x.dtype)
         i = np.int64(n)

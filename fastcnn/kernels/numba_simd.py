@@ -158,16 +158,23 @@ def _from_frame(frame, width, top, left, dst, n):
 
 @njit(cache=True)
 def _repad(src, w, top, left, dst):
-    """dst[ch, r + top, left : left + w] = src[ch, r, :w], zeros elsewhere: re-pad a planar frame.
+    """dst[ch, r + top, left + col] = src[ch, r, col] for col < w where that is inside dst, zeros
+    elsewhere: re-pad a planar frame (``top`` / ``left`` may be negative: rows and columns that
+    fall outside dst are dropped).
 
     Row copies instead of a second NHWC -> planar transpose (which costs ~1 cycle per element).
     """
     dst[:] = 0
+    rows, width = dst.shape[1], dst.shape[2]
+    c0 = max(0, -left)
+    c1 = min(w, width - left)
+    if c1 <= c0:
+        return
     for ch in range(src.shape[0]):
-        for r in range(src.shape[1]):
-            drow = dst[ch, r + top, left : left + w]
-            srow = src[ch, r, :w]
-            for col in range(w):
+        for r in range(max(0, -top), min(src.shape[1], rows - top)):
+            drow = dst[ch, r + top, left + c0 : left + c1]
+            srow = src[ch, r, c0:c1]
+            for col in range(c1 - c0):
                 drow[col] = srow[col]
 
 
