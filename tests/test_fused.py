@@ -33,6 +33,7 @@ CONVS = {
     "c4-k2x3-valid-n1": ((1, 10, 9, 4), (2, 3), 5, "valid"),
     "c9-k3-same-n5": ((5, 11, 10, 9), (3, 3), 12, "same"),
     "c2-k4-pad1-n3": ((3, 8, 9, 2), (4, 4), 3, 1),
+    "c3-k3-pad3-n2": ((2, 7, 8, 3), (3, 3), 6, 3),  # padding beyond the kernel: g_x crops g_y rows
 }
 #: id -> (pool, window, stride): stride = window and stride < window (overlapping windows)
 POOLS = {

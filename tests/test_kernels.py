@@ -38,6 +38,7 @@ TINY_CONV = [
     conv_case((1, 6, 7, 2), (3, 2, 2, 3), (2, 1), (1, 2), "3x2-s21-pad12"),
     conv_case((1, 5, 5, 1), (5, 5, 1, 1), 1, "valid", "5x5-whole-image"),
     conv_case((1, 3, 4, 2), (1, 1, 2, 2), 1, (2, 1), "1x1-pad-beyond-kernel"),
+    conv_case((2, 5, 6, 2), (3, 3, 2, 3), 1, (3, 2), "3x3-pad3-beyond-kernel"),
     conv_case((1, 4, 5, 2), (3, 3, 2, 2), 3, "same", "3x3-s3-same"),
     conv_case((2, 5, 7, 1), (2, 2, 1, 1), 2, "same", "2x2-s2-same-odd"),
     conv_case((1, 5, 4, 1), (2, 3, 1, 2), (2, 3), 0, "2x3-s23-pad0"),

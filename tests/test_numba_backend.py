@@ -308,6 +308,38 @@ def test_planar_transposes_match_numpy(w, c, dtype):
     assert np.isnan(out[:2]).all()  # other images untouched
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_frames_start_on_a_cache_line(dtype):
+    """_frame gives n elements of the dtype starting on a 64-byte boundary, for every length
+    (numba's own arrays are only 32-byte aligned)."""
+    from fastcnn.kernels import numba_simd as nc
+
+    for n in (1, 7, 16, 100, 1000, 12345):
+        for _ in range(8):
+            a = nc._frame(n, np.dtype(dtype))
+            assert a.shape == (n,) and a.dtype == dtype and a.flags.c_contiguous
+            assert a.ctypes.data % 64 == 0
+
+
+@pytest.mark.parametrize("top, left", [(0, 0), (1, 2), (-1, 0), (0, -2), (-2, -1), (4, 5), (-6, 0)])
+def test_repad_places_and_clips_the_rows_and_columns(top, left):
+    """_repad puts src's first w columns at (top, left) of dst, zeros elsewhere; what falls
+    outside dst (negative or too large offsets) is dropped."""
+    from fastcnn.kernels import numba_simd as nc
+
+    rng = np.random.default_rng(5)
+    src = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    w = 5  # the last source column is not copied
+    dst = np.full((2, 6, 7), np.nan, np.float32)
+    nc._repad(src, w, top, left, dst)
+    want = np.zeros_like(dst)
+    for r in range(4):
+        for c in range(w):
+            if 0 <= r + top < 6 and 0 <= c + left < 7:
+                want[:, r + top, c + left] = src[:, r, c]
+    assert np.array_equal(dst, want)
+
+
 # --------------------------------------------------------------------------
 # both register-block variants (wide: AVX-512 blocks, narrow: AVX2 blocks) on this CPU
 # --------------------------------------------------------------------------

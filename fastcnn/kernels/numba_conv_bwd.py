@@ -25,7 +25,7 @@ from numba import njit, prange
 from .numba_blocks import _dot3x3, _dot4x6, _dot5x2, _dot5x3, _mac5x5
 from .numba_cache import share_cache_stamp
 from .numba_conv_fwd import _corr4x3, _tap_offsets
-from .numba_simd import _FAST, ZERO, _add_to, _from_frame, _repad, _shifted, _to_planar, _vsum
+from .numba_simd import _FAST, ZERO, _add_to, _frame, _from_frame, _repad, _shifted, _to_planar, _vsum
 
 share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 
@@ -123,7 +123,7 @@ def _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk, gb, i
     _, xh, xw, xc = x.shape
     hp = yh + kh - 1
     yw = wp - kw + 1
-    xs = np.empty((xc, hp + 1, wp), x.dtype)
+    xs = _frame(xc * (hp + 1) * wp, x.dtype).reshape((xc, hp + 1, wp))
     _to_planar(x, n, pt, pl, xs)
     gw2 = gw.reshape(yc, yh * wp)
     for co in range(yc):
@@ -133,9 +133,9 @@ def _bwd_image(x, n, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk, gb, i
         return
     xcp = wt_flip.shape[1]
     rows, wx = _gx_frame_shape(kh, kw, xh, xw)
-    gq = np.empty((yc, rows, wx), x.dtype)
+    gq = _frame(yc * rows * wx, x.dtype).reshape((yc, rows, wx))
     _repad(gw, yw, kh - 1 - pt, kw - 1 - pl, gq)  # from gw: row copies, not a second transpose
-    out = np.empty((xcp, xh * wx), x.dtype)
+    out = _frame(xcp * xh * wx, x.dtype).reshape((xcp, xh * wx))
     _corr4x3(gq.reshape(-1), offs_g, wt_flip, np.zeros(xcp, x.dtype), out, wide)  # g_x has no bias
     _from_frame(out, wx, ZERO, ZERO, g_x, n)
 
@@ -154,7 +154,8 @@ def _conv_bwd(g_y, x, wt_flip, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     wp = yw + kw - 1
     offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, x.shape[1], x.shape[2], wt_flip.shape[0])
     for n in prange(mb):
-        gw = np.empty((yc, yh, wp), x.dtype)  # g_y in the x frame's width, zeros at ox >= yw
+        # g_y in the x frame's width, zeros at ox >= yw
+        gw = _frame(yc * yh * wp, x.dtype).reshape((yc, yh, wp))
         i = np.int64(n)
         _to_planar(g_y, i, ZERO, ZERO, gw)
         _bwd_image(x, i, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
@@ -197,7 +198,7 @@ def _bwd_c1_image(x, n, gw, wtap, kh, kw, pt, pl, offs, g_x, gk, gb, input_grad,
     L = yh * yw  # output pixels of one frame (frames are yw wide, see _shifted)
     M = hp * yw  # a column-shifted x frame; also one kx slice of g_x before the shift
     pad = (kh - 1) * yw  # largest row shift
-    xs = np.empty((1, hp + 1, wp), x.dtype)
+    xs = _frame((hp + 1) * wp, x.dtype).reshape((1, hp + 1, wp))
     _to_planar(x, n, pt, pl, xs)
     xf = _shifted(xs[0, :hp], kw, yw).reshape(-1)
     g2 = gw.reshape(ycp, L)
@@ -224,7 +225,7 @@ def _bwd_c1_image(x, n, gw, wtap, kh, kw, pt, pl, offs, g_x, gk, gb, input_grad,
     if not input_grad:
         return
     # g_x: cols = GEMM over channels, then col2im as a gather per kx, then the kx shifts
-    cols = np.empty((ntap5, pad + M), x.dtype)
+    cols = _frame(ntap5 * (pad + M), x.dtype).reshape((ntap5, pad + M))
     for t in range(ntap5):
         cols[t, :pad] = 0
         cols[t, pad + L :] = 0
@@ -258,7 +259,7 @@ def _conv_bwd_c1(g_y, x, wtap, kh, kw, pt, pl, g_x, gk_part, gb_part, input_grad
     ycp, ntap5 = wtap.shape
     offs = _c1_offsets(kh, kw, ntap5, yh, yw)
     for n in prange(mb):
-        gw = np.empty((ycp, yh, yw), x.dtype)
+        gw = _frame(ycp * yh * yw, x.dtype).reshape((ycp, yh, yw))
         i = np.int64(n)
         _to_planar(g_y, i, ZERO, ZERO, gw[:yc])
         gw[yc:] = 0

@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from .numba_blocks import _axpy1, _axpy4x2, _axpy4x3, _axpy4x6, _axpy8, _mac5x5
 from .numba_cache import share_cache_stamp
-from .numba_simd import _FAST, NO, YES, ZERO, _add_scalar, _from_frame, _to_planar
+from .numba_simd import _FAST, NO, YES, ZERO, _add_scalar, _frame, _from_frame, _to_planar
 
 share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 
@@ -175,7 +175,9 @@ def _conv_image(x, n, offs, wt, b, pt, pl, hp, wp, out, blocked, five, wide):
     else _corr. The prange body of every stride-1 forward, unfused (``_conv_fwd``,
     ``_conv_fwd_blocked``) and fused (``numba_fused``), so all do the same arithmetic.
     """
-    xs = np.empty((x.shape[3], hp + 1, wp), x.dtype)  # +1 row: slack for the garbage columns' reads
+    xc = x.shape[3]
+    # +1 row: slack for the dropped columns' reads
+    xs = _frame(xc * (hp + 1) * wp, x.dtype).reshape((xc, hp + 1, wp))
     _to_planar(x, n, pt, pl, xs)
     if not blocked:
         _corr(xs.reshape(-1), offs, wt, b, out)
@@ -199,7 +201,7 @@ def _conv_fwd(x, wt, b, kh, kw, pt, pl, y):
     offs = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
     for n in prange(mb):
         i = np.int64(n)
-        out = np.empty((yc, yh * wp), y.dtype)
+        out = _frame(yc * yh * wp, y.dtype).reshape((yc, yh * wp))
         _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, NO, NO, NO)
         _from_frame(out, wp, ZERO, ZERO, y, i)
 
@@ -215,6 +217,6 @@ def _conv_fwd_blocked(x, offs, wt, b, kh, kw, pt, pl, y, five, wide):
     wp = yw + kw - 1
     for n in prange(mb):
         i = np.int64(n)
-        out = np.empty((ycp, yh * wp), y.dtype)
+        out = _frame(ycp * yh * wp, y.dtype).reshape((ycp, yh * wp))
         _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, YES, five, wide)
         _from_frame(out, wp, ZERO, ZERO, y, i)

@@ -50,7 +50,7 @@ from .numba_conv_bwd import _bwd_c1_image, _bwd_image, _bwd_offsets, _c1_offsets
 from .numba_conv_fwd import _conv_image
 from .numba_pool import _tap_argmax
 from .numba_random import _apply_draw, _kept_grad
-from .numba_simd import ZERO, _from_frame, _to_planar
+from .numba_simd import ZERO, _frame, _from_frame, _to_planar
 
 share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 
@@ -302,7 +302,7 @@ def _conv_pool_fwd(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, relu, 
     hp = yh + kh - 1
     wp = yw + kw - 1
     for n in prange(mb):
-        out = np.empty((ycp, yh * wp), y.dtype)
+        out = _frame(ycp * yh * wp, y.dtype).reshape((ycp, yh * wp))
         i = np.int64(n)
         _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five, wide)
         _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, i, code[i])
@@ -322,7 +322,7 @@ def _conv_pool_fwd_draw(x, offs, wt, b, kh, kw, pt, pl, yh, yw, blocked, five, r
     wp = yw + kw - 1
     per = pyh * pyw * yc
     for n in prange(mb):
-        out = np.empty((ycp, yh * wp), y.dtype)
+        out = _frame(ycp * yh * wp, y.dtype).reshape((ycp, yh * wp))
         i = np.int64(n)
         _conv_image(x, i, offs, wt, b, pt, pl, hp, wp, out, blocked, five, wide)
         _pool_image(out, yh, yw, wp, relu, avg, pkh, pkw, psh, psw, y, i, code[i])
@@ -350,7 +350,7 @@ def _conv_pool_bwd(g_p, code, x, wt_flip, kh, kw, pt, pl, yh, yw, relu, avg, pkh
     wp = yw + kw - 1
     offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, x.shape[1], x.shape[2], wt_flip.shape[0])
     for n in prange(mb):
-        gw = np.empty((yc, yh, wp), x.dtype)
+        gw = _frame(yc * yh * wp, x.dtype).reshape((yc, yh, wp))
         i = np.int64(n)
         _pool_grad(g_p, i, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
         _bwd_image(x, i, gw, wt_flip, kh, kw, pt, pl, offs_x, offs_g, g_x, gk_part[n], gb_part[n], input_grad,
@@ -368,7 +368,7 @@ def _conv_pool_bwd_drop(g_p, code, drop, mask, scale, x, wt_flip, kh, kw, pt, pl
     wp = yw + kw - 1
     offs_x, offs_g = _bwd_offsets(kh, kw, xc, yc, yh, yw, x.shape[1], x.shape[2], wt_flip.shape[0])
     for n in prange(mb):
-        gw = np.empty((yc, yh, wp), x.dtype)
+        gw = _frame(yc * yh * wp, x.dtype).reshape((yc, yh, wp))
         i = np.int64(n)
         g_n, at = _pooled_grad(g_p, i, drop, mask, scale)
         _pool_grad(g_n, at, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
@@ -385,7 +385,7 @@ def _conv_pool_bwd_c1(g_p, code, x, wtap, kh, kw, pt, pl, yh, yw, relu, avg, pkh
     ycp, ntap5 = wtap.shape
     offs = _c1_offsets(kh, kw, ntap5, yh, yw)
     for n in prange(mb):
-        gw = np.empty((ycp, yh, yw), x.dtype)
+        gw = _frame(ycp * yh * yw, x.dtype).reshape((ycp, yh, yw))
         i = np.int64(n)
         _pool_grad(g_p, i, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)
         _bwd_c1_image(x, i, gw, wtap, kh, kw, pt, pl, offs, g_x, gk_part[n], gb_part[n], input_grad, wide)
@@ -401,7 +401,7 @@ def _conv_pool_bwd_drop_c1(g_p, code, drop, mask, scale, x, wtap, kh, kw, pt, pl
     ycp, ntap5 = wtap.shape
     offs = _c1_offsets(kh, kw, ntap5, yh, yw)
     for n in prange(mb):
-        gw = np.empty((ycp, yh, yw), x.dtype)
+        gw = _frame(ycp * yh * yw, x.dtype).reshape((ycp, yh, yw))
         i = np.int64(n)
         g_n, at = _pooled_grad(g_p, i, drop, mask, scale)
         _pool_grad(g_n, at, code[i], relu, avg, yw, pkh, pkw, psh, psw, gw)

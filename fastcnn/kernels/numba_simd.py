@@ -7,7 +7,8 @@ output columns, which LLVM turns into SIMD code whatever the channel counts
 are (the seed's layers have 1-30 channels, too few to vectorize over).
 ``_to_planar`` / ``_from_frame`` make and undo those copies (in 8x8 tiles
 through the ``_transpose8`` intrinsic from 8 channels and 8 columns up);
-``_repad`` and ``_shifted`` derive other frames from a planar one. The 1-D
+``_repad`` and ``_shifted`` derive other frames from a planar one; ``_frame`` allocates
+them on a cache-line boundary. The 1-D
 passes (``_add_to``, ``_add_scalar``, ``_vsum``) are functions of their own
 because LLVM vectorizes a loop only over 1-D views in a small function
 (docs/benchmarks.md, "Design of the numba conv", item 5).
@@ -154,6 +155,17 @@ def _from_frame(frame, width, top, left, dst, n):
             for col in range(w):
                 for ch in range(c):
                     drow[col, ch] = frame[ch, start + col]
+
+
+@njit(cache=True)
+def _frame(n, dtype):
+    """An uninitialised 1-D array of n elements of ``dtype`` whose first element is on a 64-byte
+    boundary. numba aligns its arrays to 32 bytes, so half of the frames started mid cache line
+    and every AVX-512 store into them touched two lines: a correlation into a frame 32 bytes off
+    ran 14-19 % slower (AMD Zen 5, docs/benchmarks.md, "Aligned frames")."""
+    buf = np.empty(n + 64, dtype)  # 64 elements of slack: enough for any itemsize
+    start = ((-buf.ctypes.data) % 64) // buf.itemsize
+    return buf[start : start + n]
 
 
 @njit(cache=True)
