@@ -279,12 +279,69 @@ def test_dot5x3_ignores_what_its_accumulator_held():
     from fastcnn.kernels.numba_blocks import _dot5x3
 
     rng = np.random.default_rng(0)
-    g = [rng.standard_normal(37).astype(np.float32) for _ in range(3)]
-    s = [rng.standard_normal(37).astype(np.float32) for _ in range(5)]
+    g = rng.standard_normal((3, 37)).astype(np.float32)
+    s = rng.standard_normal((5, 37)).astype(np.float32)
     acc = np.full(15, np.nan, np.float32)
-    _dot5x3(*g, *s, acc)
-    want = np.array([[np.dot(s[t].astype(np.float64), g[c]) for c in range(3)] for t in range(5)]).ravel()
+    _dot5x3(g, 0, s.reshape(-1), 0, 37, 74, 111, 148, acc)
+    want = (s.astype(np.float64) @ g.T.astype(np.float64)).ravel()
     np.testing.assert_allclose(acc, want, rtol=1e-5, atol=1e-5)
+
+
+#: block -> (taps, channels): the AXPY blocks out[co + c, p0 + p] (+)= sum_t w[wr + t, wc + c] * src[d_t + p]
+AXPY_BLOCKS = {"_axpy4x6": (4, 6), "_axpy4x3": (4, 3), "_mac5x5": (5, 5)}
+#: block -> (taps, channels): the dot blocks acc[channels*t + c] = sum_p src[d_t + p] * g[row_c, p]
+DOT_BLOCKS = {"_dot4x6": (4, 6), "_dot3x3": (3, 3), "_dot5x3": (5, 3), "_dot5x2": (5, 2)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", [*AXPY_BLOCKS, "_mac5x5-first"])
+def test_axpy_blocks_match_float64_at_offsets(name, dtype):
+    """Each AXPY block, on whole arrays at arbitrary offsets (odd lengths, a pixel offset p0, a
+    weight corner (wr, wc)), adds its taps into exactly its n outputs of its rows (``_mac5x5``
+    with ``first`` overwrites them), and nothing else."""
+    from fastcnn.kernels import numba_blocks
+
+    block = getattr(numba_blocks, name.split("-")[0])
+    taps, chans = AXPY_BLOCKS[name.split("-")[0]]
+    rng = np.random.default_rng(len(name))
+    n, p0, co, wr, wc = 37, 5, 2, 3, 1
+    out = rng.standard_normal((co + chans + 2, p0 + n + 4)).astype(dtype)
+    src = rng.standard_normal(300).astype(dtype)
+    w = rng.standard_normal((wr + taps + 2, wc + chans + 3)).astype(dtype)
+    d = [7, 90, 13, 200, 151][:taps]
+    want = out.astype(np.float64)
+    sums = sum(np.outer(w[wr + t, wc : wc + chans], src[d[t] : d[t] + n]) for t in range(taps))
+    first = name.endswith("-first")
+    want[co : co + chans, p0 : p0 + n] = sums + (0 if first else want[co : co + chans, p0 : p0 + n])
+    args = (out, co, p0, n, src, *d, w, wr, wc) + ((first,) if "mac" in name else ())
+    block(*args)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(DOT_BLOCKS))
+def test_dot_blocks_match_float64_at_offsets(name, dtype):
+    """Each dot block sums its taps' windows of a whole array against rows of g (odd length)."""
+    from fastcnn.kernels import numba_blocks
+
+    block = getattr(numba_blocks, name)
+    taps, chans = DOT_BLOCKS[name]
+    rng = np.random.default_rng(len(name) + 7)
+    n = 41
+    g = rng.standard_normal((9, n)).astype(dtype)
+    src = rng.standard_normal(300).astype(dtype)
+    d = [11, 130, 3, 250, 77][:taps]
+    acc = np.full(taps * chans, np.nan, dtype)
+    if name in ("_dot5x3", "_dot5x2"):  # rows co, co + 1, ...
+        rows = [2 + c for c in range(chans)]
+        block(g, 2, src, *d, acc)
+    else:  # rows named one by one
+        rows = [4, 1, 8, 0, 5, 5][:chans]
+        block(g, *rows, src, *d, acc)
+    want = np.array([[src[d[t] : d[t] + n].astype(np.float64) @ g[r] for r in rows] for t in range(taps)])
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(acc, want.ravel(), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -16,6 +16,13 @@ each loaded vector feeds several FMAs and the sums stay in vector registers.
   ``_dot3x3`` gets an extra 4-wide epilogue loop that ``_dot4x6`` lacks, so the
   several-channel ``g_k`` can differ in the last bits between the two; ``_dot5x3``
   and ``_dot5x2`` give the same bits (tests/test_numba_backend.py).
+
+The blocks that run most often (``_axpy4x6``, ``_axpy4x3``, ``_mac5x5`` and the dot blocks)
+take whole arrays and offsets, not views: numba counts references on every array passed to
+a function, and a call with ten views paid about 120 ns in those counts, half of a pass over
+a 624-pixel frame (24x24, the flowers network's third conv) and 6 % of one over 9,408; with
+offsets a pass costs 15-20 ns more than its loop (AMD Zen 5; docs/benchmarks.md, "Passes
+without views").
 """
 
 from __future__ import annotations
@@ -61,14 +68,29 @@ def _axpy4x2(o, q, s0, s1, s2, s3, w0, w1, w2, w3, v0, v1, v2, v3):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _axpy4x6(o0, o1, o2, o3, o4, o5, s0, s1, s2, s3, w):
-    """o_c[p] += sum_t w[t, c] * s_t[p] for 4 taps t and 6 output channels c: each o_c the
-    expression of _axpy4x3 (the same bits), one pass for six channels (for 32 vector registers)."""
-    w00, w01, w02, w03, w04, w05 = w[0, 0], w[0, 1], w[0, 2], w[0, 3], w[0, 4], w[0, 5]
-    w10, w11, w12, w13, w14, w15 = w[1, 0], w[1, 1], w[1, 2], w[1, 3], w[1, 4], w[1, 5]
-    w20, w21, w22, w23, w24, w25 = w[2, 0], w[2, 1], w[2, 2], w[2, 3], w[2, 4], w[2, 5]
-    w30, w31, w32, w33, w34, w35 = w[3, 0], w[3, 1], w[3, 2], w[3, 3], w[3, 4], w[3, 5]
-    for p in range(o0.shape[0]):
+def _axpy4x6(out, co, p0, n, src, d0, d1, d2, d3, w, wr, wc):
+    """out[co + c, p0 + p] += sum_t w[wr + t, wc + c] * src[d_t + p] for p < n, 4 taps t and 6 output
+    channels c: each channel the expression of _axpy4x3 (the same bits), one pass for six channels
+    (for 32 vector registers). Whole arrays and offsets, not views: see the module docstring."""
+    w00, w01, w02 = w[wr, wc], w[wr, wc + 1], w[wr, wc + 2]
+    w03, w04, w05 = w[wr, wc + 3], w[wr, wc + 4], w[wr, wc + 5]
+    w10, w11, w12 = w[wr + 1, wc], w[wr + 1, wc + 1], w[wr + 1, wc + 2]
+    w13, w14, w15 = w[wr + 1, wc + 3], w[wr + 1, wc + 4], w[wr + 1, wc + 5]
+    w20, w21, w22 = w[wr + 2, wc], w[wr + 2, wc + 1], w[wr + 2, wc + 2]
+    w23, w24, w25 = w[wr + 2, wc + 3], w[wr + 2, wc + 4], w[wr + 2, wc + 5]
+    w30, w31, w32 = w[wr + 3, wc], w[wr + 3, wc + 1], w[wr + 3, wc + 2]
+    w33, w34, w35 = w[wr + 3, wc + 3], w[wr + 3, wc + 4], w[wr + 3, wc + 5]
+    s0 = src[d0 : d0 + n]
+    s1 = src[d1 : d1 + n]
+    s2 = src[d2 : d2 + n]
+    s3 = src[d3 : d3 + n]
+    o0 = out[co, p0 : p0 + n]
+    o1 = out[co + 1, p0 : p0 + n]
+    o2 = out[co + 2, p0 : p0 + n]
+    o3 = out[co + 3, p0 : p0 + n]
+    o4 = out[co + 4, p0 : p0 + n]
+    o5 = out[co + 5, p0 : p0 + n]
+    for p in range(n):
         a = s0[p]
         b = s1[p]
         c = s2[p]
@@ -82,13 +104,21 @@ def _axpy4x6(o0, o1, o2, o3, o4, o5, s0, s1, s2, s3, w):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _axpy4x3(o0, o1, o2, s0, s1, s2, s3, w):
-    """o_c[p] += sum_t w[t, c] * s_t[p] for 4 taps t and 3 output channels c."""
-    w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
-    w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
-    w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
-    w30, w31, w32 = w[3, 0], w[3, 1], w[3, 2]
-    for p in range(o0.shape[0]):
+def _axpy4x3(out, co, p0, n, src, d0, d1, d2, d3, w, wr, wc):
+    """out[co + c, p0 + p] += sum_t w[wr + t, wc + c] * src[d_t + p] for p < n, 4 taps t, 3 output
+    channels c."""
+    w00, w01, w02 = w[wr, wc], w[wr, wc + 1], w[wr, wc + 2]
+    w10, w11, w12 = w[wr + 1, wc], w[wr + 1, wc + 1], w[wr + 1, wc + 2]
+    w20, w21, w22 = w[wr + 2, wc], w[wr + 2, wc + 1], w[wr + 2, wc + 2]
+    w30, w31, w32 = w[wr + 3, wc], w[wr + 3, wc + 1], w[wr + 3, wc + 2]
+    s0 = src[d0 : d0 + n]
+    s1 = src[d1 : d1 + n]
+    s2 = src[d2 : d2 + n]
+    s3 = src[d3 : d3 + n]
+    o0 = out[co, p0 : p0 + n]
+    o1 = out[co + 1, p0 : p0 + n]
+    o2 = out[co + 2, p0 : p0 + n]
+    for p in range(n):
         a = s0[p]
         b = s1[p]
         c = s2[p]
@@ -99,32 +129,47 @@ def _axpy4x3(o0, o1, o2, s0, s1, s2, s3, w):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _mac5x5(i0, i1, i2, i3, i4, o0, o1, o2, o3, o4, w, first):
-    """o_c[p] (+)= sum_t w[t, c] * i_t[p], 5 inputs x 5 outputs; first: overwrite o."""
-    w00, w01, w02, w03, w04 = w[0, 0], w[0, 1], w[0, 2], w[0, 3], w[0, 4]
-    w10, w11, w12, w13, w14 = w[1, 0], w[1, 1], w[1, 2], w[1, 3], w[1, 4]
-    w20, w21, w22, w23, w24 = w[2, 0], w[2, 1], w[2, 2], w[2, 3], w[2, 4]
-    w30, w31, w32, w33, w34 = w[3, 0], w[3, 1], w[3, 2], w[3, 3], w[3, 4]
-    w40, w41, w42, w43, w44 = w[4, 0], w[4, 1], w[4, 2], w[4, 3], w[4, 4]
+def _mac5x5(out, co, p0, n, src, d0, d1, d2, d3, d4, w, wr, wc, first):
+    """out[co + c, p0 + p] (+)= sum_t w[wr + t, wc + c] * src[d_t + p] for p < n, 5 inputs t x 5
+    outputs c; first: overwrite."""
+    w00, w01, w02, w03, w04 = w[wr, wc], w[wr, wc + 1], w[wr, wc + 2], w[wr, wc + 3], w[wr, wc + 4]
+    w10, w11, w12 = w[wr + 1, wc], w[wr + 1, wc + 1], w[wr + 1, wc + 2]
+    w13, w14 = w[wr + 1, wc + 3], w[wr + 1, wc + 4]
+    w20, w21, w22 = w[wr + 2, wc], w[wr + 2, wc + 1], w[wr + 2, wc + 2]
+    w23, w24 = w[wr + 2, wc + 3], w[wr + 2, wc + 4]
+    w30, w31, w32 = w[wr + 3, wc], w[wr + 3, wc + 1], w[wr + 3, wc + 2]
+    w33, w34 = w[wr + 3, wc + 3], w[wr + 3, wc + 4]
+    w40, w41, w42 = w[wr + 4, wc], w[wr + 4, wc + 1], w[wr + 4, wc + 2]
+    w43, w44 = w[wr + 4, wc + 3], w[wr + 4, wc + 4]
+    s0 = src[d0 : d0 + n]
+    s1 = src[d1 : d1 + n]
+    s2 = src[d2 : d2 + n]
+    s3 = src[d3 : d3 + n]
+    s4 = src[d4 : d4 + n]
+    o0 = out[co, p0 : p0 + n]
+    o1 = out[co + 1, p0 : p0 + n]
+    o2 = out[co + 2, p0 : p0 + n]
+    o3 = out[co + 3, p0 : p0 + n]
+    o4 = out[co + 4, p0 : p0 + n]
     if first:
-        for p in range(o0.shape[0]):
-            a = i0[p]
-            b = i1[p]
-            c = i2[p]
-            d = i3[p]
-            e = i4[p]
+        for p in range(n):
+            a = s0[p]
+            b = s1[p]
+            c = s2[p]
+            d = s3[p]
+            e = s4[p]
             o0[p] = w00 * a + w10 * b + w20 * c + w30 * d + w40 * e
             o1[p] = w01 * a + w11 * b + w21 * c + w31 * d + w41 * e
             o2[p] = w02 * a + w12 * b + w22 * c + w32 * d + w42 * e
             o3[p] = w03 * a + w13 * b + w23 * c + w33 * d + w43 * e
             o4[p] = w04 * a + w14 * b + w24 * c + w34 * d + w44 * e
     else:
-        for p in range(o0.shape[0]):
-            a = i0[p]
-            b = i1[p]
-            c = i2[p]
-            d = i3[p]
-            e = i4[p]
+        for p in range(n):
+            a = s0[p]
+            b = s1[p]
+            c = s2[p]
+            d = s3[p]
+            e = s4[p]
             o0[p] += w00 * a + w10 * b + w20 * c + w30 * d + w40 * e
             o1[p] += w01 * a + w11 * b + w21 * c + w31 * d + w41 * e
             o2[p] += w02 * a + w12 * b + w22 * c + w32 * d + w42 * e
@@ -138,8 +183,8 @@ def _mac5x5(i0, i1, i2, i3, i4, o0, o1, o2, o3, o4, w, first):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _dot4x6(g, s, acc):
-    """acc[6*t + c] = sum_p s[t][p] * g[c][p] for 4 taps t (tuple s) and 6 output channels c (tuple g).
+def _dot4x6(g, c0, c1, c2, c3, c4, c5, src, d0, d1, d2, d3, acc):
+    """acc[6*t + c] = sum_p src[d_t + p] * g[c_c, p] over g's rows' length, for 4 taps t and 6 rows c_c of g.
 
     24 accumulators stay in registers (AVX-512 has 32): 10 vector loads per 24 FMAs.
     Whatever ``acc`` held before is overwritten (it starts as fresh ``np.empty`` memory).
@@ -147,9 +192,13 @@ def _dot4x6(g, s, acc):
     acc[:] = 0  # a zero of the array's dtype
     a00 = a01 = a02 = a03 = a04 = a05 = a10 = a11 = a12 = a13 = a14 = a15 = acc[0]
     a20 = a21 = a22 = a23 = a24 = a25 = a30 = a31 = a32 = a33 = a34 = a35 = a00
-    g0, g1, g2, g3, g4, g5 = g
-    s0, s1, s2, s3 = s
-    for p in range(g0.shape[0]):
+    g0, g1, g2, g3, g4, g5 = g[c0], g[c1], g[c2], g[c3], g[c4], g[c5]
+    n = g.shape[1]
+    s0 = src[d0 : d0 + n]
+    s1 = src[d1 : d1 + n]
+    s2 = src[d2 : d2 + n]
+    s3 = src[d3 : d3 + n]
+    for p in range(n):
         u0 = g0[p]
         u1 = g1[p]
         u2 = g2[p]
@@ -191,16 +240,19 @@ def _dot4x6(g, s, acc):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _dot3x3(g, s, acc):
-    """acc[3*t + c] = sum_p s[t][p] * g[c][p] for 3 taps t (tuple s) and 3 output channels c (tuple g).
+def _dot3x3(g, c0, c1, c2, src, d0, d1, d2, acc):
+    """acc[3*t + c] = sum_p src[d_t + p] * g[c_c, p] for 3 taps t and 3 rows c_c of g.
 
     _dot4x6 for 16 vector registers (AVX2): 9 accumulators + 6 loaded vectors, no spills.
     """
     acc[:] = 0  # a zero of the array's dtype
     a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = acc[0]
-    g0, g1, g2 = g
-    s0, s1, s2 = s
-    for p in range(g0.shape[0]):
+    g0, g1, g2 = g[c0], g[c1], g[c2]
+    n = g.shape[1]
+    s0 = src[d0 : d0 + n]
+    s1 = src[d1 : d1 + n]
+    s2 = src[d2 : d2 + n]
+    for p in range(n):
         u0 = g0[p]
         u1 = g1[p]
         u2 = g2[p]
@@ -221,8 +273,8 @@ def _dot3x3(g, s, acc):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _dot5x3(g0, g1, g2, s0, s1, s2, s3, s4, acc):
-    """acc[3*t + c] = sum_p s_t[p] * g_c[p] for 5 taps t and 3 output channels c.
+def _dot5x3(g, co, src, d0, d1, d2, d3, d4, acc):
+    """acc[3*t + c] = sum_p src[d_t + p] * g[co + c, p] for 5 taps t and 3 output channels c.
 
     Whatever ``acc`` held before is overwritten (it may be fresh ``np.empty`` memory:
     starting from ``acc[0] * 0`` would turn a NaN left there into NaN sums).
@@ -230,7 +282,14 @@ def _dot5x3(g0, g1, g2, s0, s1, s2, s3, s4, acc):
     acc[:] = 0  # a zero of the array's dtype
     a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = acc[0]
     a30 = a31 = a32 = a40 = a41 = a42 = a00
-    for p in range(g0.shape[0]):
+    g0, g1, g2 = g[co], g[co + 1], g[co + 2]
+    n = g.shape[1]
+    s0 = src[d0 : d0 + n]
+    s1 = src[d1 : d1 + n]
+    s2 = src[d2 : d2 + n]
+    s3 = src[d3 : d3 + n]
+    s4 = src[d4 : d4 + n]
+    for p in range(n):
         u = g0[p]
         v = g1[p]
         w = g2[p]
@@ -260,14 +319,22 @@ def _dot5x3(g0, g1, g2, s0, s1, s2, s3, s4, acc):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _dot5x2(g0, g1, s0, s1, s2, s3, s4, acc):
-    """acc[2*t + c] = sum_p s_t[p] * g_c[p]: _dot5x3 for 16 vector registers (AVX2; the narrow variant).
+def _dot5x2(g, co, src, d0, d1, d2, d3, d4, acc):
+    """acc[2*t + c] = sum_p src[d_t + p] * g[co + c, p]: _dot5x3 for 16 vector registers (AVX2; the
+    narrow variant).
 
     10 accumulators + 7 loaded vectors fit; _dot5x3 spills 4 of its 15 there.
     """
     acc[:] = 0  # a zero of the array's dtype
     a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = a40 = a41 = acc[0]
-    for p in range(g0.shape[0]):
+    g0, g1 = g[co], g[co + 1]
+    n = g.shape[1]
+    s0 = src[d0 : d0 + n]
+    s1 = src[d1 : d1 + n]
+    s2 = src[d2 : d2 + n]
+    s3 = src[d3 : d3 + n]
+    s4 = src[d4 : d4 + n]
+    for p in range(n):
         u = g0[p]
         v = g1[p]
         x0 = s0[p]

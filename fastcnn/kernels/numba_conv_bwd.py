@@ -44,19 +44,17 @@ def _corr_grad(src, offs, g, gk, wide):
         _corr_grad3x3(src, offs, g, gk)
         return
     ntap, yc = gk.shape
-    length = g.shape[1]
     acc = np.empty(24, gk.dtype)
     offs_pad = np.empty(ntap + 3, np.int64)
     offs_pad[:ntap] = offs
     offs_pad[ntap:] = offs[ntap - 1]
     last = yc - 1
     for co in range(0, yc, 6):
-        gg = (g[co], g[min(co + 1, last)], g[min(co + 2, last)], g[min(co + 3, last)],
-              g[min(co + 4, last)], g[min(co + 5, last)])
+        c1, c2, c3 = min(co + 1, last), min(co + 2, last), min(co + 3, last)
+        c4, c5 = min(co + 4, last), min(co + 5, last)
         for j in range(0, ntap, 4):
             d0, d1, d2, d3 = offs_pad[j], offs_pad[j + 1], offs_pad[j + 2], offs_pad[j + 3]
-            ss = (src[d0 : d0 + length], src[d1 : d1 + length], src[d2 : d2 + length], src[d3 : d3 + length])
-            _dot4x6(gg, ss, acc)
+            _dot4x6(g, co, c1, c2, c3, c4, c5, src, d0, d1, d2, d3, acc)
             for t in range(min(4, ntap - j)):
                 for c in range(min(6, yc - co)):
                     gk[j + t, co + c] = acc[6 * t + c]
@@ -71,18 +69,15 @@ def _corr_grad3x3(src, offs, g, gk):
     4 x 6 3.0-3.7 ms (spills), 3 x 4 and 2 x 6 2.7-3.5 ms (LLVM spills there too).
     """
     ntap, yc = gk.shape
-    length = g.shape[1]
     acc = np.empty(9, gk.dtype)
     offs_pad = np.empty(ntap + 2, np.int64)
     offs_pad[:ntap] = offs
     offs_pad[ntap:] = offs[ntap - 1]
     last = yc - 1
     for co in range(0, yc, 3):
-        gg = (g[co], g[min(co + 1, last)], g[min(co + 2, last)])
+        c1, c2 = min(co + 1, last), min(co + 2, last)
         for j in range(0, ntap, 3):
-            d0, d1, d2 = offs_pad[j], offs_pad[j + 1], offs_pad[j + 2]
-            ss = (src[d0 : d0 + length], src[d1 : d1 + length], src[d2 : d2 + length])
-            _dot3x3(gg, ss, acc)
+            _dot3x3(g, co, c1, c2, src, offs_pad[j], offs_pad[j + 1], offs_pad[j + 2], acc)
             for t in range(min(3, ntap - j)):
                 for c in range(min(3, yc - co)):
                     gk[j + t, co + c] = acc[3 * t + c]
@@ -210,15 +205,13 @@ def _bwd_c1_image(x, n, gw, wtap, kh, kw, pt, pl, offs, g_x, gk, gb, input_grad,
         d0, d1, d2, d3, d4 = offs[j], offs[j + 1], offs[j + 2], offs[j + 3], offs[j + 4]
         if wide:
             for co in range(0, ycp, 3):
-                _dot5x3(g2[co], g2[co + 1], g2[co + 2], xf[d0 : d0 + L], xf[d1 : d1 + L],
-                        xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                _dot5x3(g2, co, xf, d0, d1, d2, d3, d4, acc)
                 for t in range(5):
                     for c in range(3):
                         gk[j + t, co + c] = acc[3 * t + c]
         else:
             for co in range(0, ycp, 2):
-                _dot5x2(g2[co], g2[co + 1], xf[d0 : d0 + L], xf[d1 : d1 + L],
-                        xf[d2 : d2 + L], xf[d3 : d3 + L], xf[d4 : d4 + L], acc)
+                _dot5x2(g2, co, xf, d0, d1, d2, d3, d4, acc)
                 for t in range(5):
                     for c in range(2):
                         gk[j + t, co + c] = acc[2 * t + c]
@@ -229,12 +222,11 @@ def _bwd_c1_image(x, n, gw, wtap, kh, kw, pt, pl, offs, g_x, gk, gb, input_grad,
     for t in range(ntap5):
         cols[t, :pad] = 0
         cols[t, pad + L :] = 0
+    g2f = gw.reshape(-1)
     for t in range(0, ntap5, 5):
         for co in range(0, ycp, 5):
-            _mac5x5(g2[co], g2[co + 1], g2[co + 2], g2[co + 3], g2[co + 4],
-                    cols[t, pad : pad + L], cols[t + 1, pad : pad + L], cols[t + 2, pad : pad + L],
-                    cols[t + 3, pad : pad + L], cols[t + 4, pad : pad + L],
-                    wtap[co : co + 5, t : t + 5], co == 0)
+            _mac5x5(cols, t, pad, L, g2f, co * L, (co + 1) * L, (co + 2) * L, (co + 3) * L, (co + 4) * L,
+                    wtap, co, t, co == 0)
     h = np.zeros((kw, M), x.dtype)
     for t in range(kh * kw):  # h[kx, q] += cols[t, pad + q - ky*yw]
         a = pad - (t // kw) * yw

@@ -113,31 +113,15 @@ def _corr4x3(src, offs, wt, bias, out, wide):
     length = out.shape[1]
     six = xcp - xcp % 6 if wide else 0
     for co in range(0, six, 6):
-        o0 = out[co]
-        o1 = out[co + 1]
-        o2 = out[co + 2]
-        o3 = out[co + 3]
-        o4 = out[co + 4]
-        o5 = out[co + 5]
-        o0[:] = bias[co]
-        o1[:] = bias[co + 1]
-        o2[:] = bias[co + 2]
-        o3[:] = bias[co + 3]
-        o4[:] = bias[co + 4]
-        o5[:] = bias[co + 5]
+        for c in range(6):
+            out[co + c, :] = bias[co + c]
         for j in range(0, ntap4, 4):
-            s0, s1, s2, s3 = _views4(src, offs, j, ZERO, length)
-            _axpy4x6(o0, o1, o2, o3, o4, o5, s0, s1, s2, s3, wt[j : j + 4, co : co + 6])
+            _axpy4x6(out, co, ZERO, length, src, offs[j], offs[j + 1], offs[j + 2], offs[j + 3], wt, j, co)
     for co in range(six, xcp, 3):
-        o0 = out[co]
-        o1 = out[co + 1]
-        o2 = out[co + 2]
-        o0[:] = bias[co]
-        o1[:] = bias[co + 1]
-        o2[:] = bias[co + 2]
+        for c in range(3):
+            out[co + c, :] = bias[co + c]
         for j in range(0, ntap4, 4):
-            s0, s1, s2, s3 = _views4(src, offs, j, ZERO, length)
-            _axpy4x3(o0, o1, o2, s0, s1, s2, s3, wt[j : j + 4, co : co + 3])
+            _axpy4x3(out, co, ZERO, length, src, offs[j], offs[j + 1], offs[j + 2], offs[j + 3], wt, j, co)
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -151,16 +135,10 @@ def _corr5(src, offs, wt, bias, out):
     for p0 in range(0, length, _BLOCK):
         n = min(_BLOCK, length - p0)
         for co in range(0, ycp, 5):
-            o0 = out[co, p0 : p0 + n]
-            o1 = out[co + 1, p0 : p0 + n]
-            o2 = out[co + 2, p0 : p0 + n]
-            o3 = out[co + 3, p0 : p0 + n]
-            o4 = out[co + 4, p0 : p0 + n]
             for j in range(0, ntap5, 5):
                 d0, d1, d2 = offs[j] + p0, offs[j + 1] + p0, offs[j + 2] + p0
                 d3, d4 = offs[j + 3] + p0, offs[j + 4] + p0
-                _mac5x5(src[d0 : d0 + n], src[d1 : d1 + n], src[d2 : d2 + n], src[d3 : d3 + n],
-                        src[d4 : d4 + n], o0, o1, o2, o3, o4, wt[j : j + 5, co : co + 5], j == 0)
+                _mac5x5(out, co, p0, n, src, d0, d1, d2, d3, d4, wt, j, co, j == 0)
             for c in range(5):
                 if co + c < bias.shape[0]:
                     _add_scalar(out[co + c, p0 : p0 + n], bias[co + c])
