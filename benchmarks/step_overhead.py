@@ -7,6 +7,8 @@ products, and everything else: the model's and the layers' Python, the host side
 the backend (choosing kernels, padding weights, allocating), numba's dispatch. The
 compiled kernels are timed through a proxy around the backend's kernel namespace,
 so the proxy's own cost (well under a microsecond a call) counts as kernel time.
+The steps run inside one BLAS limit (``runtime.single_threaded_blas``), as
+``CnnModel.train`` runs its epochs; a step called on its own enters it itself.
 
 Usage::
 
@@ -74,16 +76,17 @@ def main(argv=None) -> int:
             _, _, grads = model.compute_step(xs[lo:lo + batch], ys[lo:lo + batch], reuse_grads=True)
             model.optimizer.update(model.params, grads)
 
-        for i in range(5):
-            step(i)
         steps = args.steps * (5 if batch == 1 else 1)
         totals, others = [], []  # per step: its time, and its time outside the kernels
-        for i in range(steps):
-            _spent[0] = 0.0
-            start = time.perf_counter()
-            step(i)
-            totals.append(time.perf_counter() - start)
-            others.append(totals[-1] - _spent[0])
+        with runtime.single_threaded_blas():  # once around the steps, as CnnModel.train holds it
+            for i in range(5):
+                step(i)
+            for i in range(steps):
+                _spent[0] = 0.0
+                start = time.perf_counter()
+                step(i)
+                totals.append(time.perf_counter() - start)
+                others.append(totals[-1] - _spent[0])
         # medians: a step that the shared machine preempted counts once, not in a mean
         total, other = statistics.median(totals), statistics.median(others)
         print(f"flowers network, batch {batch:2d}: step {total * 1e3:6.3f} ms (median of {steps}), "

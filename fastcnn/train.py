@@ -121,7 +121,9 @@ def run_training(model, epoch_count, batch_size, learning_rate, report, progress
     _check_args(epoch_count, batch_size, learning_rate, report)
     plan = plan_for(model)
     plan.check(model, batch_size)
-    with plan.session():
+    # one BLAS limit for the whole run (each step's own entry then nests: a lock, not the
+    # 4-20 us of limiting and restoring BLAS's threads at every step)
+    with plan.session(), model._threads():
         return _train(model, plan, epoch_count, batch_size, learning_rate, report, progress)
 
 

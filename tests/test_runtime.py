@@ -322,6 +322,17 @@ def test_a_model_step_enters_threadpoolctl_once_per_pass(monkeypatch):
     assert runtime.blas_depth() == 0
 
 
+def test_training_enters_threadpoolctl_once_for_the_whole_run(monkeypatch):
+    """CnnModel.train holds one BLAS limit around all its epochs (each step's own entry nests),
+    and restores it when training ends."""
+    fake = CountingController()
+    monkeypatch.setattr(runtime, "_controller", fake)
+    hconfigs = [["conv", {"ksize": 3, "chn": 4}], 8]
+    model = CnnModel("t", tiny_dataset(), None, hconfigs, backend="numba", seed=1)
+    model.train(2, 4, 0.01, report=0, progress=False)
+    assert (fake.entered, fake.restored, runtime.blas_depth()) == (1, 1, 0)
+
+
 def test_the_blas_limit_is_real_and_restored(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     # a controller made now knows every BLAS loaded so far (an earlier test may have loaded
