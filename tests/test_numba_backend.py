@@ -287,6 +287,49 @@ def test_dot5x3_ignores_what_its_accumulator_held():
     np.testing.assert_allclose(acc, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_layouts_and_partial_sums(dtype):
+    """The conv's weights in the kernels' layouts (zero padded) and g_k / g_b summed from the
+    per-image partials in image order, against NumPy's transposes and sequential sums."""
+    from fastcnn.kernels import numba_conv_bwd as cb
+    from fastcnn.kernels import numba_conv_fwd as cf
+
+    rng = np.random.default_rng(9)
+    kh, kw, xc, yc = 2, 3, 4, 5
+    k = rng.standard_normal((kh, kw, xc, yc)).astype(dtype)
+    b = rng.standard_normal(yc).astype(dtype)
+    wt, bias = np.full((28, 6), np.nan, dtype), np.full(6, np.nan, dtype)
+    cf._tap_weights(k, b, wt, bias)
+    want = np.zeros((28, 6), dtype)
+    want[: xc * kh * kw, :yc] = k.transpose(2, 0, 1, 3).reshape(-1, yc)
+    assert np.array_equal(wt, want) and np.array_equal(bias, np.r_[b, 0])
+    flip = np.full((32, 6), np.nan, dtype)
+    cb._flipped_weights(k, flip)
+    want = np.zeros((32, 6), dtype)
+    want[: yc * kh * kw, :xc] = k[::-1, ::-1].transpose(3, 0, 1, 2).reshape(-1, xc)
+    assert np.array_equal(flip, want)
+    k1 = k[:, :, :1]
+    wtap = np.full((15, 10), np.nan, dtype)
+    cb._c1_weights(k1, wtap)
+    want = np.zeros((15, 10), dtype)
+    want[:yc, : kh * kw] = k1.reshape(kh * kw, yc).T
+    assert np.array_equal(wtap, want)
+    for c1, taps, chns, shape in ((False, xc * kh * kw, yc, k.shape), (True, 10, 15, k1.shape)):
+        gk_part = rng.standard_normal((7, taps, chns)).astype(dtype)
+        gb_part = rng.standard_normal((7, yc)).astype(dtype)
+        g_k, g_b = np.empty(shape, dtype), np.empty(yc, dtype)
+        cb._sum_parts(gk_part, gb_part, c1, g_k, g_b)
+        sk, sb = gk_part[0].copy(), gb_part[0].copy()
+        for n in range(1, 7):  # in image order, one add at a time
+            sk += gk_part[n]
+            sb += gb_part[n]
+        if c1:
+            rows = sk[: kh * kw, :yc].reshape(shape)
+        else:
+            rows = sk[:, :yc].reshape(xc, kh, kw, yc).transpose(1, 2, 0, 3)
+        assert np.array_equal(g_k, rows) and np.array_equal(g_b, sb)
+
+
 #: block -> (taps, channels): the AXPY blocks out[co + c, p0 + p] (+)= sum_t w[wr + t, wc + c] * src[d_t + p]
 AXPY_BLOCKS = {"_axpy4x6": (4, 6), "_axpy4x3": (4, 3), "_mac5x5": (5, 5)}
 #: block -> (taps, channels): the dot blocks acc[channels*t + c] = sum_p src[d_t + p] * g[row_c, p]
@@ -490,6 +533,11 @@ class _Recorder:
         return call
 
 
+#: the small kernels around a conv kernel: tap offsets, the weights in the kernels' layouts, g_k's sums
+LAYOUT_HELPERS = {"_tap_offsets", "_tap_weights", "_flipped_weights", "_c1_weights", "_sum_parts",
+                  "_sum_batch"}
+
+
 @pytest.mark.parametrize("xchn, ychn, stride, wide, fwd, bwd", [
     (1, 7, 1, True, "_conv_fwd_blocked", "_conv_bwd_c1"),
     (1, 7, 1, False, "_conv_fwd_blocked", "_conv_bwd_c1"),
@@ -512,15 +560,16 @@ def test_dispatch_table(xchn, ychn, stride, wide, fwd, bwd):
     host = NumbaHost(recorder, wide=wide, threads=numba_kernels.num_threads)
     x, k, b, g_y, geo = _case_arrays((2, 8, 7, xchn), (3, 3), ychn, stride, "same", np.float32)
     host.conv2d_forward(x, k, b, geo)
-    assert [name for name, _ in recorder.calls if name != "_tap_offsets"] == [fwd]
+    assert [name for name, _ in recorder.calls if name not in LAYOUT_HELPERS] == [fwd]
     if fwd == "_conv_fwd_blocked":
         assert recorder.calls[-1][1][-2] is (xchn == 1)  # five: _corr5, else _corr4x3
         assert recorder.calls[-1][1][-1] is wide  # _corr4x3's 4 x 6 passes
     recorder.calls.clear()
     host.conv2d_backward(g_y, x, k, geo)
-    assert recorder.calls[0][0] == bwd
+    calls = [(name, args) for name, args in recorder.calls if name not in LAYOUT_HELPERS]
+    assert calls[0][0] == bwd
     if bwd != "_ext_regions":
-        assert recorder.calls[0][1][-1] is wide
+        assert calls[0][1][-1] is wide
     assert numba_kernels.__doc__.count(fwd) and numba_kernels.__doc__.count(bwd)
 
 

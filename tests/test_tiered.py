@@ -836,7 +836,8 @@ def test_both_tiers_give_the_numba_backend_s_bits(tmp_path, monkeypatch):
     assert {"_conv_fwd:f4", "_conv_fwd_blocked:f4", "_conv_bwd:f4", "_conv_bwd_c1:f4", "_conv_pool_fwd:f4",
             "_conv_pool_bwd:f4", "_conv_pool_bwd_c1:f4", "_ext_regions:f4", "_undo_ext_regions:f4",
             "_sum_batch:f4", "_max_fwd:f4", "_max_bwd:f4", "_avg_fwd:f4", "_avg_bwd:f4", "_relu:f4",
-            "_relu_backward:f4", "_adam:f4", "_tap_offsets:-"} == used
+            "_relu_backward:f4", "_adam:f4", "_tap_offsets:-", "_tap_weights:f4", "_flipped_weights:f4",
+            "_c1_weights:f4", "_sum_parts:f4"} == used
     mark_ready(folder, [jit_ready.key(kernel, code) for kernel, code in aot.builds()])
     tiers.poll()
     assert tally.get("complete") == 1 and spawner.calls == []

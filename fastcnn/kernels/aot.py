@@ -76,6 +76,11 @@ KERNELS: dict[str, tuple[tuple[str, ...], str, tuple[int, tuple[int, ...]] | Non
     "_conv_pool_bwd_drop": _CONV_POOL_BWD_DROP,
     "_conv_pool_bwd_drop_c1": _CONV_POOL_BWD_DROP,
     "_sum_batch": (("F2",), "F1", None),
+    # a conv's weights in the kernels' layouts, and its g_k / g_b from the per-image partials
+    "_tap_weights": (("F4", "F1", "F2", "F1"), "void", None),
+    "_flipped_weights": (("F4", "F2"), "void", None),
+    "_c1_weights": (("F4", "F2"), "void", None),
+    "_sum_parts": (("F3", "F2", "b", "F4", "F1"), "void", None),
     "_ext_regions": (("F4",) + ("i",) * 8 + ("F2",), "void", (0, (0, 9))),
     "_undo_ext_regions": (("F2",) + ("i",) * 8 + ("F4",), "void", (9, (0, 9))),
     "_max_fwd": (("F4", "i", "i", "i", "i", "F4"), "void", (0, (0, 5))),

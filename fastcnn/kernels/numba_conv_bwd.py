@@ -84,6 +84,55 @@ def _corr_grad3x3(src, offs, g, gk):
 
 
 @njit(cache=True)
+def _flipped_weights(k, wt_flip):
+    """wt_flip[(co*kh + ky)*kw + kx, ci] = k[kh-1-ky, kw-1-kx, ci, co] (_conv_bwd's g_x weights),
+    zeros in the padding to 4 taps / 3 channels: one compiled call, not NumPy's flip and copies."""
+    kh, kw, xc, yc = k.shape
+    wt_flip[:] = 0
+    for co in range(yc):
+        for ky in range(kh):
+            for kx in range(kw):
+                row = wt_flip[(co * kh + ky) * kw + kx]
+                for ci in range(xc):
+                    row[ci] = k[kh - 1 - ky, kw - 1 - kx, ci, co]
+
+
+@njit(cache=True)
+def _c1_weights(k, wtap):
+    """wtap[co, ky*kw + kx] = k[ky, kx, 0, co] (_conv_bwd_c1's weights), zeros in the padding."""
+    kh, kw, _, yc = k.shape
+    wtap[:] = 0
+    for co in range(yc):
+        for ky in range(kh):
+            for kx in range(kw):
+                wtap[co, ky * kw + kx] = k[ky, kx, 0, co]
+
+
+@njit(cache=True)
+def _sum_parts(gk_part, gb_part, c1, g_k, g_b):
+    """g_k [kh, kw, xc, yc] and g_b [yc] from a stride-1 backward's per-image partials, each element
+    summed over the images in order 0, 1, ... (the sums of _sum_batch: the same bits whatever the
+    schedule). gk_part [mb, taps, chns]: with ``c1`` rows ky*kw + kx (one input channel), else rows
+    (ci, ky, kx); columns past yc and rows past the taps are padding."""
+    kh, kw, xc, yc = g_k.shape
+    mb = gk_part.shape[0]
+    for ky in range(kh):
+        for kx in range(kw):
+            for ci in range(xc):
+                row = ky * kw + kx if c1 else (ci * kh + ky) * kw + kx
+                for co in range(yc):
+                    s = gk_part[0, row, co]
+                    for n in range(1, mb):
+                        s += gk_part[n, row, co]
+                    g_k[ky, kx, ci, co] = s
+    for co in range(yc):
+        s = gb_part[0, co]
+        for n in range(1, mb):
+            s += gb_part[n, co]
+        g_b[co] = s
+
+
+@njit(cache=True)
 def _bwd_offsets(kh, kw, xc, yc, yh, yw, xh, xw, ntap4):
     """(offs_x, offs_g): the tap offsets of _bwd_image's x frame and of its g_y frame for g_x
     (_gx_frame_shape)."""

@@ -137,10 +137,9 @@ class NumbaHost:
         if not five and not self._fwd4x3(yc):
             return False, False, None, np.ascontiguousarray(k.transpose(2, 0, 1, 3)).reshape(ntap, yc), b
         taps, chns = (5, 5) if five else (4, 3)
-        wt = np.zeros((-(-ntap // taps) * taps, -(-yc // chns) * chns), k.dtype)
-        wt[:ntap, :yc] = k.transpose(2, 0, 1, 3).reshape(ntap, yc)
-        bp = np.zeros(wt.shape[1], k.dtype)
-        bp[:yc] = b
+        wt = np.empty((-(-ntap // taps) * taps, -(-yc // chns) * chns), k.dtype)
+        bp = np.empty(wt.shape[1], k.dtype)
+        self.k._tap_weights(np.ascontiguousarray(k), np.ascontiguousarray(b, k.dtype), wt, bp)
         return True, five, self._tap_offsets(k, geo, wt.shape[0]), wt, bp
 
     def _tap_offsets(self, k, geo, length: int | None = None) -> np.ndarray:
@@ -164,13 +163,11 @@ class NumbaHost:
         the flipped kernel in tap order (co, ky, kx), [yc*kh*kw, xc] padded to 4 taps / 3 channels)."""
         kh, kw, xc, yc = k.shape
         if xc == 1:
-            ntap = kh * kw
-            wtap = np.zeros((-(-yc // self.c1_chn) * self.c1_chn, -(-ntap // 5) * 5), k.dtype)
-            wtap[:yc, :ntap] = k.reshape(ntap, yc).T
+            wtap = np.empty((-(-yc // self.c1_chn) * self.c1_chn, -(-(kh * kw) // 5) * 5), k.dtype)
+            self.k._c1_weights(np.ascontiguousarray(k), wtap)
             return True, wtap
-        ntap = yc * kh * kw
-        wt_flip = np.zeros((-(-ntap // 4) * 4, -(-xc // 3) * 3), k.dtype)
-        wt_flip[:ntap, :xc] = k[::-1, ::-1].transpose(3, 0, 1, 2).reshape(ntap, xc)
+        wt_flip = np.empty((-(-(yc * kh * kw) // 4) * 4, -(-xc // 3) * 3), k.dtype)
+        self.k._flipped_weights(np.ascontiguousarray(k), wt_flip)
         return False, wt_flip
 
     @staticmethod
@@ -182,10 +179,10 @@ class NumbaHost:
 
     def _sum_parts(self, k, c1, gk_part, gb_part):
         """(g_k like k, g_b): fixed-order sums over the batch, the same bits whatever the thread schedule."""
-        kh, kw, xc, yc = k.shape
-        g_k = self.k._sum_batch(gk_part.reshape(gk_part.shape[0], -1)).reshape(gk_part.shape[1:])
-        g_k = g_k[: kh * kw, :yc] if c1 else g_k.reshape(xc, kh, kw, yc).transpose(1, 2, 0, 3)
-        return np.ascontiguousarray(g_k).reshape(k.shape), self.k._sum_batch(gb_part)
+        g_k = np.empty(k.shape, k.dtype)
+        g_b = np.empty(k.shape[3], k.dtype)
+        self.k._sum_parts(gk_part, gb_part, bool(c1), g_k, g_b)
+        return g_k, g_b
 
     def conv2d_forward(self, x: np.ndarray, k: np.ndarray, b: np.ndarray, geo: ConvGeometry,
                        out: np.ndarray | None = None) -> np.ndarray:

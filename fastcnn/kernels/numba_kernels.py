@@ -81,8 +81,8 @@ what ``aot_build`` compiles: ``aot.KERNELS``), and ``_WIDE``, the default varian
 
 from __future__ import annotations
 
-from .numba_conv_bwd import _conv_bwd, _conv_bwd_c1
-from .numba_conv_fwd import _conv_fwd, _conv_fwd_blocked, _tap_offsets
+from .numba_conv_bwd import _c1_weights, _conv_bwd, _conv_bwd_c1, _flipped_weights, _sum_parts
+from .numba_conv_fwd import _conv_fwd, _conv_fwd_blocked, _tap_offsets, _tap_weights
 from .numba_elementwise import _adam, _ext_regions, _relu, _relu_backward, _undo_ext_regions
 from .numba_fused import (
     _conv_pool_bwd,
@@ -96,7 +96,8 @@ from .numba_pool import _avg_bwd, _avg_fwd, _max_bwd, _max_fwd
 from .numba_simd import _sum_batch, num_threads
 
 __all__ = [
-    "_WIDE", "_adam", "_avg_bwd", "_avg_fwd", "_conv_bwd", "_conv_bwd_c1", "_conv_fwd", "_conv_fwd_blocked",
+    "_WIDE", "_adam", "_avg_bwd", "_avg_fwd", "_c1_weights", "_conv_bwd", "_conv_bwd_c1", "_conv_fwd",
+    "_conv_fwd_blocked", "_flipped_weights", "_sum_parts", "_tap_weights",
     "_conv_pool_bwd", "_conv_pool_bwd_c1", "_conv_pool_bwd_drop", "_conv_pool_bwd_drop_c1", "_conv_pool_fwd",
     "_conv_pool_fwd_draw",
     "_ext_regions", "_max_bwd", "_max_fwd", "_relu", "_relu_backward", "_sum_batch", "_tap_offsets",
