@@ -9,7 +9,7 @@ Threads split the batch (``prange`` over images); the work of one image is
 ``_bwd_image`` / ``_bwd_c1_image``, which the fused conv + pooling backwards
 (``numba_fused``) run on the gradient frame they build. Every thread owns its outputs:
 ``g_x`` scatters stay inside one image, and ``g_k``/``g_b`` are per-image
-partials that ``NumbaHost`` sums in image order afterwards (``_sum_batch``), so
+partials that ``NumbaHost`` sums in image order afterwards (``_sum_parts``), so
 results do not depend on scheduling.
 
 ``wide`` (an argument, so either variant runs on any CPU; ``NumbaHost`` passes

@@ -28,8 +28,8 @@ in the last bits)
                         stride 1, >1 input channels       _conv_bwd(wide): g_k _corr_grad -> _dot4x6 if
                                                             wide else _corr_grad3x3 -> _dot3x3; g_x
                                                             _corr4x3 on the flipped kernel (conv_bwd)
-                        then, stride 1                    _sum_batch: per-image g_k / g_b partials, in
-                                                            image order (simd)
+                        then, stride 1                    _sum_parts: per-image g_k / g_b partials, in
+                                                            image order, into k's layout (conv_bwd)
   conv_pool_forward     FUSED (conv_pool_fusable; the     _conv_pool_fwd (fused): per image,
   (models: the steps      models' ConvPoolStep):
   ConvPoolStep)           a stride-1 conv (any kernel,      _conv_image (the prange body of the forward
@@ -37,7 +37,8 @@ in the last bits)
                           activation relu or none, then     choice) into a frame; _from_frame to an NHWC
                           the pooling layer right after     scratch image, _relu_row; _max_image
                           it: max (window <= 128 elements)  (_tap_argmax, as _max_bwd; 2x2 stride 2:
-                                                            _max2_frame on the planar frame) or _avg_image
+                                                            _max2_frame on the planar frame, one
+                                                            transpose to NHWC) or _avg_image
                           or avg, any window and stride,    (as _avg_fwd): writes the pooled y and a
                           no pooling padding; and a         uint8 code (choice / ReLU mask); then a
                           dropout / noise layer right       dropout's or noise's draw on each image's
@@ -51,7 +52,7 @@ in the last bits)
                                                             backward (_kept_grad) first
                         the same, >1 input channels       _conv_pool_bwd (_drop): _pool_grad,
                                                             _bwd_image (the body of _conv_bwd); then
-                                                            _sum_batch (simd)
+                                                            _sum_parts (conv_bwd)
   (not fused)           gemm_conv convs, sigmoid / tanh   layer by layer: the conv and pooling rows
                           convs, padded pooling
   max_pool_*            any window, stride                _max_fwd / _max_bwd: flat passes _tap_max /
@@ -59,7 +60,8 @@ in the last bits)
   avg_pool_*            any window, stride                _avg_fwd / _avg_bwd (pool)
   ext_regions, undo_*   im2col / col2im                   _ext_regions / _undo_ext_regions (elementwise)
   relu_*, adam_update   one fused pass                    _relu, _relu_backward, _adam (elementwise)
-  (host helper)         weights of _conv_fwd_blocked      _tap_offsets (conv_fwd)
+  (host helpers)        a stride-1 conv's weights in the  _tap_offsets, _tap_weights (conv_fwd);
+                          kernels' layouts                  _flipped_weights, _c1_weights (conv_bwd)
 
 Modules (``fastcnn/kernels/numba_*.py``, the only ones that import numba):
 ``numba_simd`` (the ``_transpose8`` intrinsic, NHWC <-> planar frame copies,
