@@ -270,3 +270,29 @@ def test_ctrl_c_on_mpiexec_stops_every_rank(warm_driver, tmp_path):
         proc.wait()
     assert proc.returncode == 0, err
     assert "interrupted=True" in out and "params ok" in out
+
+
+def test_abort_prints_its_line_and_waits_before_ending_the_job(monkeypatch, capfd):
+    """``abort`` prints the rank's line, gives the launcher ABORT_GRACE to forward it, then
+    calls MPI_Abort: in that order (a fake communicator; no MPI needed)."""
+    from fastcnn import distributed
+
+    events = []
+
+    class Comm:
+        def Get_rank(self):
+            return 1
+
+        def Get_size(self):
+            return 2
+
+        def Abort(self, code):
+            events.append(("abort", code))
+
+    def sleep(seconds):  # what stderr held by the time the rank waits
+        events.append(("sleep", seconds, capfd.readouterr().err))
+
+    monkeypatch.setattr(distributed.time, "sleep", sleep)
+    distributed.abort(Comm(), "RuntimeError: boom", 3)
+    line = "fastcnn: rank 1 of 2: RuntimeError: boom; ending the job\n"
+    assert events == [("sleep", distributed.ABORT_GRACE, line), ("abort", 3)] and distributed.ABORT_GRACE > 0
