@@ -133,7 +133,8 @@ def _max2_frame(out, wp, relu, y, n, code):
     """_max_image for 2x2 windows at stride 2, read straight from the planar conv frame
     out [>= yc, yh*wp] into y[n] [pyh, pyw, yc] and code [pyh, pyw, yc]: per channel, two frame
     rows give a row of pooled outputs (no NHWC copy, no short loops over the channels) in a
-    planar scratch frame, then one transpose to NHWC (_from_frame, 8x8 tiles from 8 channels up).
+    planar scratch frame, then one transpose to NHWC (_from_frame, 8x8 tiles from 8 channels up;
+    the codes by a plain loop).
     The same scan (row-major, a later element wins only if strictly greater), ReLU's expression,
     and codes: the same bits. Measured per image (AMD Zen 5; docs/benchmarks.md, "Fused conv +
     pooling"): 96x96x6 9.1 us (38.8 with the NHWC scans, 16.7 writing each output straight into
@@ -168,7 +169,13 @@ def _max2_frame(out, wp, relu, y, n, code):
                 best_row[ox] = v
                 at_row[ox] = k + (passes if (v > zero or not relu) else stops)
     _from_frame(best, pyw, ZERO, ZERO, y, n)
-    _from_frame(at, pyw, ZERO, ZERO, code.reshape((1, pyh, pyw, yc)), ZERO)
+    # the codes by a plain loop: as fast as _from_frame's tiles for uint8 within 10 %, and no
+    # uint8 build of it to compile into every fused forward (about 2 s of the prebuilt build)
+    cf = code.reshape(-1)
+    for c in range(yc):
+        at_c = at[c]
+        for j in range(pyh * pyw):
+            cf[j * yc + c] = at_c[j]
 
 
 @njit(cache=True)
