@@ -297,11 +297,12 @@ def test_ordered_batch_sum(benchmark, wid, numba_threads):
     from fastcnn.kernels import numba_kernels
 
     x_shape, ks, ychn, _ = CONV_WORKLOADS[wid]
-    mb = x_shape[0]
-    gk_part = data((mb, ks * ks * x_shape[3] * ychn), 12)
+    mb, xc = x_shape[0], x_shape[3]
+    gk_part = data((mb, ks * ks * xc, ychn), 12)  # rows (ci, ky, kx), as _conv_bwd fills them
     gb_part = data((mb, ychn), 13)
+    g_k, g_b = np.empty((ks, ks, xc, ychn), np.float32), np.empty(ychn, np.float32)
     benchmark.group = "reference ordered batch sum"
-    t = run(benchmark, lambda: (numba_kernels._sum_batch(gk_part), numba_kernels._sum_batch(gb_part)))
+    t = run(benchmark, lambda: numba_kernels._sum_parts(gk_part, gb_part, False, g_k, g_b))
     benchmark.extra_info.update(op="batch_sum", workload=wid, bytes=gk_part.nbytes + gb_part.nbytes,
                                 seconds=t, numba_threads=numba_threads)
 
