@@ -57,14 +57,15 @@ def test_numba_relu_rejects_an_out_it_cannot_write_through():
             impl.relu_backward(x, x, out=bad)
 
 
+@pytest.mark.parametrize("shape", [(4, 6), (40, 31)], ids=["small", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_update_matches_the_seed_rule(any_backend, dtype):
+def test_adam_update_matches_the_seed_rule(any_backend, dtype, shape):
     impl = K.get_backend(any_backend)
     rng = np.random.default_rng(1)
-    p = rng.standard_normal((4, 6)).astype(dtype)
-    g = rng.standard_normal((4, 6)).astype(dtype)
-    m = rng.standard_normal((4, 6)).astype(dtype)
-    v = rng.random((4, 6)).astype(dtype)
+    p = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    m = rng.standard_normal(shape).astype(dtype)
+    v = rng.random(shape).astype(dtype)
     lr_t, b1, b2, eps = 0.01, 0.9, 0.999, 1e-7
     m_want = b1 * m.astype(np.float64) + (1 - b1) * g
     v_want = b2 * v.astype(np.float64) + (1 - b2) * g * g
@@ -74,6 +75,24 @@ def test_adam_update_matches_the_seed_rule(any_backend, dtype):
     np.testing.assert_allclose(m, m_want, rtol=tol, atol=tol)
     np.testing.assert_allclose(v, v_want, rtol=tol, atol=tol)
     np.testing.assert_allclose(p, p_want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_gives_the_same_bits_serial_and_parallel(dtype):
+    """numba's _adam updates small parameters on the calling thread and large ones in parallel:
+    the same expression, so the same bits (a large update equals its pieces updated one by one)."""
+    from fastcnn.kernels import numba_elementwise as ne
+
+    rng = np.random.default_rng(4)
+    n = 3 * ne._ADAM_SERIAL + 7
+    arrays = [rng.standard_normal(n).astype(dtype) for _ in range(3)] + [rng.random(n).astype(dtype)]
+    whole = [a.copy() for a in arrays]
+    ne._adam(*whole, 0.01, 0.9, 0.999, 1e-7)
+    pieces = [a.copy() for a in arrays]
+    for lo in range(0, n, ne._ADAM_SERIAL):
+        ne._adam(*(a[lo : lo + ne._ADAM_SERIAL] for a in pieces), 0.01, 0.9, 0.999, 1e-7)
+    for got, want in zip(whole, pieces, strict=True):
+        assert np.array_equal(got, want)
 
 
 # products big enough to be cut into pieces (by rows, by columns), and small ones that are not
