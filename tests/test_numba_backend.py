@@ -363,6 +363,30 @@ def test_axpy_blocks_match_float64_at_offsets(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, taps, chans", [("_axpy4x2", 4, 2), ("_axpy8", 8, 1), ("_axpy1", 1, 1)])
+def test_narrow_forward_blocks_match_float64_at_offsets(name, taps, chans, dtype):
+    """_corr's blocks (channel co's weights in column co of w, from row wr; _axpy1 takes its one
+    weight) add into exactly their n outputs of rows co.. at p0, and nothing else."""
+    from fastcnn.kernels import numba_blocks
+
+    rng = np.random.default_rng(taps * 10 + chans)
+    n, p0, co, wr = 29, 3, 1, 2
+    out = rng.standard_normal((co + chans + 1, p0 + n + 5)).astype(dtype)
+    src = rng.standard_normal(300).astype(dtype)
+    w = rng.standard_normal((wr + taps + 1, co + chans + 2)).astype(dtype)
+    d = [7, 90, 13, 200, 151, 40, 111, 66][:taps]
+    want = out.astype(np.float64)
+    want[co : co + chans, p0 : p0 + n] += sum(np.outer(w[wr + t, co : co + chans], src[d[t] : d[t] + n])
+                                              for t in range(taps))
+    if name == "_axpy1":
+        getattr(numba_blocks, name)(out, co, p0, n, src, d[0], w[wr, co])
+    else:
+        getattr(numba_blocks, name)(out, co, p0, n, src, *d, w, wr)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", list(DOT_BLOCKS))
 def test_dot_blocks_match_float64_at_offsets(name, dtype):
     """Each dot block sums its taps' windows of a whole array against rows of g (odd length)."""

@@ -17,8 +17,7 @@ each loaded vector feeds several FMAs and the sums stay in vector registers.
   several-channel ``g_k`` can differ in the last bits between the two; ``_dot5x3``
   and ``_dot5x2`` give the same bits (tests/test_numba_backend.py).
 
-The blocks that run most often (``_axpy4x6``, ``_axpy4x3``, ``_mac5x5`` and the dot blocks)
-take whole arrays and offsets, not views: numba counts references on every array passed to
+The blocks take whole arrays and offsets, not views: numba counts references on every array passed to
 a function, and a call with ten views paid about 120 ns in those counts, half of a pass over
 a 624-pixel frame (24x24, the flowers network's third conv) and 6 % of one over 9,408; with
 offsets a pass costs 15-20 ns more than its loop (AMD Zen 5; docs/benchmarks.md, "Passes
@@ -41,24 +40,38 @@ share_cache_stamp()  # before the first cache=True kernel (see numba_cache)
 
 
 @njit(cache=True, fastmath=_FAST)
-def _axpy1(o, s0, w0):
-    """o += w0 * s0 (1-D, same length)."""
-    for p in range(o.shape[0]):
+def _axpy1(out, co, p0, n, src, d0, w0):
+    """out[co, p0 + p] += w0 * src[d0 + p] for p < n."""
+    o = out[co, p0 : p0 + n]
+    s0 = src[d0 : d0 + n]
+    for p in range(n):
         o[p] += w0 * s0[p]
 
 
 @njit(cache=True, fastmath=_FAST)
-def _axpy8(o, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1, w2, w3, w4, w5, w6, w7):
-    """o += eight taps: a lone output channel needs more taps per store to stay FMA bound."""
-    for p in range(o.shape[0]):
+def _axpy8(out, co, p0, n, src, d0, d1, d2, d3, d4, d5, d6, d7, w, wr):
+    """out[co, p0 + p] += sum_t w[wr + t, co] * src[d_t + p], eight taps t: a lone output channel needs
+    more taps per store to stay FMA bound."""
+    w0, w1, w2, w3 = w[wr, co], w[wr + 1, co], w[wr + 2, co], w[wr + 3, co]
+    w4, w5, w6, w7 = w[wr + 4, co], w[wr + 5, co], w[wr + 6, co], w[wr + 7, co]
+    o = out[co, p0 : p0 + n]
+    s0, s1, s2, s3 = src[d0 : d0 + n], src[d1 : d1 + n], src[d2 : d2 + n], src[d3 : d3 + n]
+    s4, s5, s6, s7 = src[d4 : d4 + n], src[d5 : d5 + n], src[d6 : d6 + n], src[d7 : d7 + n]
+    for p in range(n):
         o[p] += (w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p]
                  + w4 * s4[p] + w5 * s5[p] + w6 * s6[p] + w7 * s7[p])
 
 
 @njit(cache=True, fastmath=_FAST)
-def _axpy4x2(o, q, s0, s1, s2, s3, w0, w1, w2, w3, v0, v1, v2, v3):
-    """o += taps * w, q += taps * v: each tap value loaded once for two output channels."""
-    for p in range(o.shape[0]):
+def _axpy4x2(out, co, p0, n, src, d0, d1, d2, d3, w, wr):
+    """out[co + c, p0 + p] += sum_t w[wr + t, co + c] * src[d_t + p] for 4 taps t and 2 output channels c:
+    each tap value loaded once for both."""
+    w0, w1, w2, w3 = w[wr, co], w[wr + 1, co], w[wr + 2, co], w[wr + 3, co]
+    v0, v1, v2, v3 = w[wr, co + 1], w[wr + 1, co + 1], w[wr + 2, co + 1], w[wr + 3, co + 1]
+    o = out[co, p0 : p0 + n]
+    q = out[co + 1, p0 : p0 + n]
+    s0, s1, s2, s3 = src[d0 : d0 + n], src[d1 : d1 + n], src[d2 : d2 + n], src[d3 : d3 + n]
+    for p in range(n):
         a = s0[p]
         b = s1[p]
         c = s2[p]

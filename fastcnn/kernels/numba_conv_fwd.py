@@ -72,16 +72,6 @@ def _tap_weights(k, b, wt, bias):
         bias[co] = b[co]
 
 
-@njit(cache=True)
-def _views4(src, offs, j, p0, n):
-    """The n-long windows of src that taps j..j+3 read for pixels p0..p0+n-1."""
-    d0 = offs[j] + p0
-    d1 = offs[j + 1] + p0
-    d2 = offs[j + 2] + p0
-    d3 = offs[j + 3] + p0
-    return src[d0 : d0 + n], src[d1 : d1 + n], src[d2 : d2 + n], src[d3 : d3 + n]
-
-
 @njit(cache=True, fastmath=_FAST)
 def _corr(src, offs, wt, bias, out):
     """out[co, p] = bias[co] + sum_j wt[j, co] * src[p + offs[j]] for every p < out.shape[1]."""
@@ -91,28 +81,24 @@ def _corr(src, offs, wt, bias, out):
         n = min(_BLOCK, length - p0)
         for co in range(0, yc, 2):
             pair = co + 1 < yc
-            o = out[co, p0 : p0 + n]
-            o[:] = bias[co]
-            q = out[co + 1, p0 : p0 + n] if pair else o
+            out[co, p0 : p0 + n] = bias[co]
             if pair:
-                q[:] = bias[co + 1]
+                out[co + 1, p0 : p0 + n] = bias[co + 1]
             j = 0
             while pair and j + 4 <= ntap:
-                s0, s1, s2, s3 = _views4(src, offs, j, p0, n)
-                _axpy4x2(o, q, s0, s1, s2, s3, wt[j, co], wt[j + 1, co], wt[j + 2, co], wt[j + 3, co],
-                         wt[j, co + 1], wt[j + 1, co + 1], wt[j + 2, co + 1], wt[j + 3, co + 1])
+                d0, d1, d2, d3 = offs[j] + p0, offs[j + 1] + p0, offs[j + 2] + p0, offs[j + 3] + p0
+                _axpy4x2(out, co, p0, n, src, d0, d1, d2, d3, wt, j)
                 j += 4
             while not pair and j + 8 <= ntap:
-                s0, s1, s2, s3 = _views4(src, offs, j, p0, n)
-                s4, s5, s6, s7 = _views4(src, offs, j + 4, p0, n)
-                _axpy8(o, s0, s1, s2, s3, s4, s5, s6, s7, wt[j, co], wt[j + 1, co], wt[j + 2, co],
-                       wt[j + 3, co], wt[j + 4, co], wt[j + 5, co], wt[j + 6, co], wt[j + 7, co])
+                d0, d1, d2, d3 = offs[j] + p0, offs[j + 1] + p0, offs[j + 2] + p0, offs[j + 3] + p0
+                d4, d5, d6, d7 = offs[j + 4] + p0, offs[j + 5] + p0, offs[j + 6] + p0, offs[j + 7] + p0
+                _axpy8(out, co, p0, n, src, d0, d1, d2, d3, d4, d5, d6, d7, wt, j)
                 j += 8
             for jj in range(j, ntap):  # the last few taps
                 d0 = offs[jj] + p0
-                _axpy1(o, src[d0 : d0 + n], wt[jj, co])
+                _axpy1(out, co, p0, n, src, d0, wt[jj, co])
                 if pair:
-                    _axpy1(q, src[d0 : d0 + n], wt[jj, co + 1])
+                    _axpy1(out, co + 1, p0, n, src, d0, wt[jj, co + 1])
 
 
 @njit(cache=True, fastmath=_FAST)
