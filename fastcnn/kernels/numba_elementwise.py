@@ -51,6 +51,9 @@ _ADAM_SERIAL = 512
 def _adam(p, g, m, v, lr_t, beta1, beta2, eps):
     c1 = 1 - beta1
     c2 = 1 - beta2
+    # The body is written twice on purpose: one helper for both loops (spans of 512 elements
+    # per task) ran 12.3 against 5.9 us for 7,680 elements: LLVM vectorises the prange body
+    # but not a serial loop that stores into three arrays and reads a fourth.
     if p.size <= _ADAM_SERIAL:  # the same expression, element by element: the same bits
         for i in range(p.size):
             gi = g[i]
