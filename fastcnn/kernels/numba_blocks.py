@@ -20,8 +20,10 @@ each loaded vector feeds several FMAs and the sums stay in vector registers.
 The blocks take whole arrays and offsets, not views: numba counts references on every array passed to
 a function, and a call with ten views paid about 120 ns in those counts, half of a pass over
 a 624-pixel frame (24x24, the flowers network's third conv) and 6 % of one over 9,408; with
-offsets a pass costs 15-20 ns more than its loop (AMD Zen 5; docs/benchmarks.md, "Passes
-without views").
+offsets a pass costs 15-20 ns more than its loop (AMD Zen 5; docs/benchmarks.md, "The
+passes' fixed cost", item 4). The blocks spell out their weight scalars and views one by one and
+repeat each other's per-channel expressions on purpose: the same expression per channel is what
+keeps the two variants' bits equal (tests/test_fused.py asserts it).
 """
 
 from __future__ import annotations

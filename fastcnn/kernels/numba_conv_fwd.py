@@ -58,7 +58,7 @@ def _tap_weights(k, b, wt, bias):
     """wt[(ci*kh + ky)*kw + kx, co] = k[ky, kx, ci, co] (the taps' order of _tap_offsets) and
     bias[co] = b[co]; zeros in wt's and bias's padding (rows past the taps, columns past the
     channels). One compiled call per layer and step instead of NumPy's transpose, zeros and
-    copies (2.4 us of Python a conv; docs/benchmarks.md, "Step overhead")."""
+    copies (2.4 us of Python a conv; docs/benchmarks.md, "The passes' fixed cost", item 5)."""
     kh, kw, xc, yc = k.shape
     wt[:] = 0
     bias[:] = 0

@@ -162,7 +162,7 @@ def _frame(n, dtype):
     """An uninitialised 1-D array of n elements of ``dtype`` whose first element is on a 64-byte
     boundary. numba aligns its arrays to 32 bytes, so half of the frames started mid cache line
     and every AVX-512 store into them touched two lines: a correlation into a frame 32 bytes off
-    ran 14-19 % slower (AMD Zen 5, docs/benchmarks.md, "Aligned frames")."""
+    ran 14-19 % slower (AMD Zen 5, docs/benchmarks.md, "The passes' fixed cost", item 3)."""
     buf = np.empty(n + 64, dtype)  # 64 elements of slack: enough for any itemsize
     start = ((-buf.ctypes.data) % 64) // buf.itemsize
     return buf[start : start + n]
