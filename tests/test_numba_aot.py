@@ -447,3 +447,77 @@ def test_aot_calls_release_the_gil_so_another_thread_runs_meanwhile():
     held = _steps_of_another_thread(lambda: sum(range(3_000_000)), calls)  # ~30 ms, GIL held
     released = _steps_of_another_thread(lambda: [kernels._max_fwd(x, 2, 2, 2, 2, y) for _ in range(8)], calls)
     assert held <= 3 * calls < released, (held, released)
+
+
+# --------------------------------------------------------------------------
+# the build's callees: optimized IR only, and only in a child that exits
+# --------------------------------------------------------------------------
+
+
+def _ir_only_targets():
+    import importlib
+
+    from fastcnn.kernels import aot_build
+
+    return [(getattr(importlib.import_module(f"numba.core.{module}"), owner), method, stand_in)
+            for module, owner, method, stand_in in aot_build._IR_ONLY]
+
+
+def test_ir_only_callees_swap_numbas_steps_and_restore_them_even_after_a_failure():
+    """Inside the context every step of ``_IR_ONLY`` is its stand-in; after it, even one left by
+    an exception, numba's own methods are back (nothing is compiled inside: it would not run)."""
+    from fastcnn.kernels import aot_build
+
+    targets = _ir_only_targets()
+    plain = [getattr(cls, method) for cls, method, _ in targets]
+    with pytest.raises(RuntimeError, match="a failed build"), aot_build._callees_as_ir_only():
+        assert [getattr(cls, method) for cls, method, _ in targets] == [s for _, _, s in targets]
+        raise RuntimeError("a failed build")
+    assert [getattr(cls, method) for cls, method, _ in targets] == plain
+
+
+def test_ir_only_callees_leave_a_numba_without_one_of_the_steps_alone(monkeypatch):
+    """A numba that lacks one of the replaced methods builds the plain way: nothing is swapped."""
+    from fastcnn.kernels import aot_build
+
+    targets = _ir_only_targets()
+    plain = [getattr(cls, method) for cls, method, _ in targets]
+    monkeypatch.setattr(aot_build, "_IR_ONLY", aot_build._IR_ONLY + (("codegen", "JITCodeLibrary",
+                                                                       "no_such_step", lambda self: None),))
+    with aot_build._callees_as_ir_only():
+        assert [getattr(cls, method) for cls, method, _ in targets] == plain
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # pycc's, shown by a real build
+def test_only_a_parts_child_process_builds_with_ir_only_callees(monkeypatch, tmp_path):
+    """``build`` compiles every part in a child process (``--part``), which builds with
+    ``ir_only`` and exits; the building process itself never compiles, so its JIT stays whole."""
+    from fastcnn.kernels import aot_build, numba_safety
+
+    monkeypatch.setattr(numba_safety.COMPILE_NOTICE, "enabled", True)  # the child turns it off
+    calls = []
+    monkeypatch.setattr(aot_build, "build_part", lambda part, output, verbose=False, ir_only=False:
+                        calls.append((part, output, ir_only)))
+    assert aot_build.main(["--part", "f8", "--output", str(tmp_path), "--any-numba"]) == 0
+    assert calls == [("f8", tmp_path, True)] and not numba_safety.COMPILE_NOTICE.enabled
+
+    class Child:  # a part's process that built its module
+        returncode = 0
+
+        def __init__(self, part, output_dir, verbose):
+            (output_dir / f"{aot.PARTS[part]}.cpython-test.so").write_bytes(part.encode())
+            started.append(part)
+
+        def communicate(self):
+            return "", None
+
+    started = []
+    calls.clear()
+    monkeypatch.setattr(aot_build, "_start_part", Child)
+    monkeypatch.setattr(aot, "BUILD_INFO", tmp_path / "build" / REAL_INFO.name)
+    info = aot_build.build(any_numba=True)
+    assert started == list(aot.PARTS) and calls == []
+    _, *others = aot.PARTS
+    assert info["module"] == f"{aot.MODULE}.cpython-test.so"
+    assert [entry["module"] for entry in info["parts"].values()] == [
+        f"{aot.MODULE}.{part}.cpython-test.so" for part in others]

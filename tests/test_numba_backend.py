@@ -715,3 +715,15 @@ def test_the_register_blocks_follow_numba_cpu_features(monkeypatch, features, wi
     assert numba_kernels._host_has_avx512() is wide
     monkeypatch.setattr(config, "CPU_FEATURES", None)
     assert numba_kernels._host_has_avx512() is bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+@pytest.mark.parametrize("length, fill", [(5, 0), (7, 4), (9, -2)])
+def test_padded_offsets_copy_then_fill(length, fill):
+    """``_padded`` (a loop where numba's slice copy compiled a string error path): the offsets
+    first, then ``fill`` up to ``length``."""
+    from fastcnn.kernels import numba_conv_bwd
+
+    offs = np.array([3, 1, 4, 1, 5], np.int64)
+    want = np.concatenate([offs, np.full(length - offs.size, fill, np.int64)])
+    got = numba_conv_bwd._padded(offs, length, fill)
+    assert got.dtype == np.int64 and np.array_equal(got, want)

@@ -69,6 +69,52 @@ def _releasing_the_gil():
         compiler.Flags = plain
 
 
+def _null_pointer(library, name):
+    library._ensure_finalized()  # the optimized IR, which the build links
+    return 0
+
+
+#: what ``_callees_as_ir_only`` replaces: (numba.core module, class, method, stand-in)
+_IR_ONLY = (
+    ("codegen", "JITCodeLibrary", "_finalize_specific", lambda self: None),  # generates the code
+    ("codegen", "JITCodeLibrary", "get_pointer_to_function", _null_pointer),  # generates it on demand
+    ("codegen", "JITCPUCodegen", "set_env", lambda self, env_name, env: None),  # looks up a global: too
+    ("caching", "Cache", "_save_overload", lambda self, sig, data: None),  # saves the code
+)
+
+
+@contextlib.contextmanager
+def _callees_as_ir_only():
+    """Compile the exports' callees to optimized LLVM IR only, not also to machine code.
+
+    pycc compiles each callee (a register block, a per-image helper, numba's own ``np.empty``)
+    through its JIT dispatcher, which optimizes the callee's IR, then also generates JIT
+    machine code for it and saves that in the on-disk cache. The build links only the IR;
+    the machine code took about 5 s of a part's 30 s (docs/numba_aot.md). Meanwhile the steps
+    of ``_IR_ONLY`` do nothing: the callees' new overloads have null function pointers and
+    cannot run, so only a child process that builds one part and exits uses this
+    (``build_part(..., ir_only=True)``). A numba without one of those methods builds as before.
+    """
+    import numba
+
+    targets = []
+    for module, owner, method, stand_in in _IR_ONLY:
+        cls = getattr(importlib.import_module(f"numba.core.{module}"), owner, None)
+        if not callable(getattr(cls, method, None)):
+            yield  # another numba: compile the machine code too
+            return
+        targets.append((cls, method, stand_in))
+    numba.njit(lambda: 0)()  # numba's runtime compiles and links its own helpers first, normally
+    plain = [(cls, method, getattr(cls, method)) for cls, method, _ in targets]
+    try:
+        for cls, method, stand_in in targets:
+            setattr(cls, method, stand_in)
+        yield
+    finally:
+        for cls, method, original in plain:
+            setattr(cls, method, original)
+
+
 def _import_pycc():
     """numba's pycc compiler class; its pending-deprecation warning is shown once, on stderr, by
     the building process (a part's child process keeps it quiet)."""
@@ -79,8 +125,12 @@ def _import_pycc():
     return CC
 
 
-def build_part(part: str, output_dir: Path, verbose: bool = False) -> Path:
-    """Compile the builds of one part of the build (``aot.PARTS``) into ``output_dir``; the file."""
+def build_part(part: str, output_dir: Path, verbose: bool = False, ir_only: bool = False) -> Path:
+    """Compile the builds of one part of the build (``aot.PARTS``) into ``output_dir``; the file.
+
+    ``ir_only`` skips the callees' JIT machine code (``_callees_as_ir_only``): for a process
+    that exits after the build.
+    """
     CC = _import_pycc()
     name = aot.PARTS[part]
     cc = CC(name)
@@ -94,7 +144,7 @@ def build_part(part: str, output_dir: Path, verbose: bool = False) -> Path:
         module = importlib.import_module(f".{home}", __package__)
         function = getattr(module, kernel).py_func
         cc.export(aot.export_name(kernel, code), aot.signature(kernel, code))(function)
-    with _releasing_the_gil():
+    with _releasing_the_gil(), _callees_as_ir_only() if ir_only else contextlib.nullcontext():
         cc.compile()
     (built,) = Path(output_dir).glob(f"{name}.*")
     return built
@@ -121,20 +171,16 @@ def build(verbose: bool = False, any_numba: bool = False) -> dict:
         raise RuntimeError(problem)
     _import_pycc()
 
-    from . import numba_kernels, numba_safety
-
-    numba_safety.COMPILE_NOTICE.enabled = False  # pycc compiles through numba: this build reports itself
+    from . import numba_kernels
 
     aot.BUILD_INFO.parent.mkdir(parents=True, exist_ok=True)
     aot.remove_build()
     start = time.perf_counter()
     first, *others = aot.PARTS
     with tempfile.TemporaryDirectory(dir=aot.BUILD_INFO.parent) as tmp:
-        children = {part: _start_part(part, Path(tmp), verbose) for part in others}
-        try:
-            built = {first: build_part(first, Path(tmp), verbose)}
-        finally:
-            reports = {part: child.communicate() for part, child in children.items()}
+        children = {part: _start_part(part, Path(tmp), verbose) for part in aot.PARTS}
+        reports = {part: child.communicate() for part, child in children.items()}
+        built = {}
         for part, child in children.items():
             report = reports[part][0] or ""
             if child.returncode != 0:
@@ -176,11 +222,14 @@ def main(argv=None) -> int:
     parser.add_argument("--part", choices=list(aot.PARTS), help=argparse.SUPPRESS)  # a child of the build
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.part:
-        build_part(args.part, args.output, args.verbose)
+    if args.part:  # a child of ``build``: it exits after this part
+        from . import numba_safety
+
+        numba_safety.COMPILE_NOTICE.enabled = False  # pycc compiles through numba: the build reports itself
+        build_part(args.part, args.output, args.verbose, ir_only=True)
         return 0
     print(f"fastcnn: compiling {len(aot.builds())} kernel builds ahead of time, {len(aot.PARTS)} parts "
-          "side by side (about half a minute on 2 cores)...", flush=True)
+          "side by side (about 25 s on 2 cores)...", flush=True)
     try:
         info = build(args.verbose, args.any_numba)
     except Exception as exc:  # noqa: BLE001 - any failure: say so, leave no build behind

@@ -45,9 +45,7 @@ def _corr_grad(src, offs, g, gk, wide):
         return
     ntap, yc = gk.shape
     acc = np.empty(24, gk.dtype)
-    offs_pad = np.empty(ntap + 3, np.int64)
-    offs_pad[:ntap] = offs
-    offs_pad[ntap:] = offs[ntap - 1]
+    offs_pad = _padded(offs, ntap + 3, offs[ntap - 1])
     last = yc - 1
     for co in range(0, yc, 6):
         c1, c2, c3 = min(co + 1, last), min(co + 2, last), min(co + 3, last)
@@ -70,9 +68,7 @@ def _corr_grad3x3(src, offs, g, gk):
     """
     ntap, yc = gk.shape
     acc = np.empty(9, gk.dtype)
-    offs_pad = np.empty(ntap + 2, np.int64)
-    offs_pad[:ntap] = offs
-    offs_pad[ntap:] = offs[ntap - 1]
+    offs_pad = _padded(offs, ntap + 2, offs[ntap - 1])
     last = yc - 1
     for co in range(0, yc, 3):
         c1, c2 = min(co + 1, last), min(co + 2, last)
@@ -133,6 +129,17 @@ def _sum_parts(gk_part, gb_part, c1, g_k, g_b):
 
 
 @njit(cache=True)
+def _padded(offs, length, fill):
+    """``offs`` followed by ``fill`` up to ``length`` entries. A loop, not a slice copy: numba's
+    array-to-array slice assignment compiles a string-formatting error path, about 2 s of every
+    build of the kernels (docs/numba_aot.md)."""
+    out = np.empty(length, np.int64)
+    for i in range(length):
+        out[i] = offs[i] if i < offs.shape[0] else fill
+    return out
+
+
+@njit(cache=True)
 def _bwd_offsets(kh, kw, xc, yc, yh, yw, xh, xw, ntap4):
     """(offs_x, offs_g): the tap offsets of _bwd_image's x frame and of its g_y frame for g_x
     (_gx_frame_shape)."""
@@ -140,8 +147,7 @@ def _bwd_offsets(kh, kw, xc, yc, yh, yw, xh, xw, ntap4):
     wp = yw + kw - 1
     rows, wx = _gx_frame_shape(kh, kw, xh, xw)
     offs_x = _tap_offsets(kh, kw, xc, (hp + 1) * wp, wp)
-    offs_g = np.zeros(ntap4, np.int64)  # padding taps read offset 0 with zero weights
-    offs_g[: yc * kh * kw] = _tap_offsets(kh, kw, yc, rows * wx, wx)
+    offs_g = _padded(_tap_offsets(kh, kw, yc, rows * wx, wx), ntap4, 0)  # padding taps: zero weights
     return offs_x, offs_g
 
 
