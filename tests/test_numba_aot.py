@@ -521,3 +521,36 @@ def test_only_a_parts_child_process_builds_with_ir_only_callees(monkeypatch, tmp
     assert info["module"] == f"{aot.MODULE}.cpython-test.so"
     assert [entry["module"] for entry in info["parts"].values()] == [
         f"{aot.MODULE}.{part}.cpython-test.so" for part in others]
+
+
+def test_a_build_whose_part_cannot_start_stops_the_parts_it_started(monkeypatch, tmp_path):
+    """When a part's process cannot start (or the build is interrupted), the parts already
+    running are killed and waited for, and the error reaches the caller: no child outlives it."""
+    from fastcnn.kernels import aot_build
+
+    events = []
+
+    class Child:
+        def __init__(self, part):
+            self.part = part
+
+        def kill(self):
+            events.append(("kill", self.part))
+
+        def wait(self):
+            events.append(("wait", self.part))
+
+    def start(part, output_dir, verbose):
+        if part != next(iter(aot.PARTS)):
+            raise OSError(f"cannot start the {part} part")
+        events.append(("start", part))
+        return Child(part)
+
+    monkeypatch.setattr(aot_build, "_start_part", start)
+    monkeypatch.setattr(aot_build, "_import_pycc", lambda: None)
+    monkeypatch.setattr(aot, "BUILD_INFO", tmp_path / "build" / REAL_INFO.name)
+    first, second = list(aot.PARTS)[:2]
+    with pytest.raises(OSError, match=f"cannot start the {second} part"):
+        aot_build.build(any_numba=True)
+    assert events == [("start", first), ("kill", first), ("wait", first)]
+    assert not aot.BUILD_INFO.exists()

@@ -178,8 +178,16 @@ def build(verbose: bool = False, any_numba: bool = False) -> dict:
     start = time.perf_counter()
     first, *others = aot.PARTS
     with tempfile.TemporaryDirectory(dir=aot.BUILD_INFO.parent) as tmp:
-        children = {part: _start_part(part, Path(tmp), verbose) for part in aot.PARTS}
-        reports = {part: child.communicate() for part, child in children.items()}
+        children = {}
+        try:
+            for part in aot.PARTS:
+                children[part] = _start_part(part, Path(tmp), verbose)
+            reports = {part: child.communicate() for part, child in children.items()}
+        except BaseException:  # a part that cannot start, or an interrupt: no child outlives the build
+            for child in children.values():
+                child.kill()
+                child.wait()
+            raise
         built = {}
         for part, child in children.items():
             report = reports[part][0] or ""
