@@ -108,3 +108,18 @@ def test_training_step_skips_only_the_input_gradient(net, backend):
     assert set(step_grads) == set(grads)
     for key in grads:
         np.testing.assert_array_equal(step_grads[key], grads[key], err_msg=key)
+
+
+@pytest.mark.parametrize("mb, outputs", [(1, 2), (7, 5), (10, 5), (33, 11)])
+def test_select_accuracy_is_the_mean_of_argmax_hits(mb, outputs):
+    """Select's accuracy (a count over the batch size) equals NumPy's mean of the argmax hits,
+    as a Python float, for arrays and for nested lists of targets."""
+    from fastcnn.modes import Select
+
+    rng = np.random.default_rng(mb)
+    out = rng.standard_normal((mb, outputs)).astype(np.float32)
+    y = np.eye(outputs, dtype=np.float32)[rng.integers(0, outputs, mb)]
+    want = float(np.mean(np.argmax(out, axis=1) == np.argmax(y, axis=1)))
+    got = Select().accuracy(out, y)
+    assert type(got) is float and got == want
+    assert Select().accuracy(out, y.tolist()) == want
